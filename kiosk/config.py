@@ -1,0 +1,498 @@
+"""The kiosk's configuration: one TOML file, validated whole at load.
+
+Where it comes from: ``--config FILE``, else ``$KIOSK_CONFIG``, else
+``/etc/pickup-kiosk/kiosk.toml``. Every key has a type, a range and a
+default (see ``kiosk/example.toml``); an unknown key or a bad value raises
+:class:`ConfigError` naming the file, the key and what is expected, with a
+"did you mean" for misspellings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from kiosk.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/pickup-kiosk/kiosk.toml")
+ENV_VAR = "KIOSK_CONFIG"
+
+SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+HHMM_RE = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
+
+
+def _meta(
+    help: str,
+    check: Callable[[Any], str | None] | None = None,
+    secret: bool = False,
+) -> dict[str, Any]:
+    return {"help": help, "check": check, "secret": secret}
+
+
+def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"a number from {lo:g} to {hi:g}"
+
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in options else "one of " + ", ".join(repr(o) for o in options)
+
+    return check
+
+
+def _site_slug(v: Any) -> str | None:
+    return None if SITE_RE.match(v) else "a slug of a-z, 0-9 and '-' (at most 64), like 'shop-01'"
+
+
+def _hhmm(v: Any) -> str | None:
+    m = HHMM_RE.match(v)
+    if not m or (m.group(1) == "24" and m.group(2) != "00"):
+        return 'a time of day as "HH:MM" (00:00 to 24:00)'
+    return None
+
+
+def _pins(v: Any) -> str | None:
+    if not all(isinstance(p, int) and 0 <= p <= 27 for p in v):
+        return "a list of BCM GPIO numbers from 0 to 27"
+    return None
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    id: str = field(default="demo-site", metadata=_meta("the site slug of PROTOCOL.md", _site_slug))
+    name: str = field(default="", metadata=_meta("name shown on the idle screen"))
+    contact: str = field(default="", metadata=_meta("owner's contact line shown on screens"))
+    pickup_no_width: int = field(
+        default=3, metadata=_meta("digits in a pickup number", _range(1, 6))
+    )
+    timezone: str = field(
+        default="", metadata=_meta("IANA zone for the schedule and screens; empty: system")
+    )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = field(
+        default="/var/lib/pickup-kiosk/kiosk.db", metadata=_meta("the SQLite database file")
+    )
+    order_retention_days: float = field(
+        default=30,
+        metadata=_meta("keep collected/cancelled/expired orders this long", _range(0, 3650)),
+    )
+    event_retention_days: float = field(
+        default=90, metadata=_meta("keep acknowledged events this long", _range(1, 3650))
+    )
+    busy_timeout_ms: int = field(
+        default=5000,
+        metadata=_meta("wait this long for the other process's write", _range(100, 60000)),
+    )
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    hub_keys: tuple[str, ...] = field(
+        default=(), metadata=_meta("public keys that may sign orders")
+    )
+    owner_keys: tuple[str, ...] = field(
+        default=(), metadata=_meta("public keys that may sign orders and commands")
+    )
+    allow_unsigned: bool = field(
+        default=False, metadata=_meta("accept unsigned documents (lab bench only)")
+    )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str = field(default="", metadata=_meta("mqtt://host:port or mqtts://host:port"))
+    username: str = field(default="", metadata=_meta("broker user name"))
+    password: str = field(default="", metadata=_meta("broker password", secret=True))
+    ca_file: str = field(default="", metadata=_meta("CA bundle for mqtts (empty: system CAs)"))
+    cert_file: str = field(default="", metadata=_meta("client certificate for mqtts"))
+    key_file: str = field(default="", metadata=_meta("client key for mqtts", secret=False))
+    client_id: str = field(default="", metadata=_meta("MQTT client id (empty: kiosk-<site>)"))
+    keepalive_s: int = field(default=60, metadata=_meta("MQTT keepalive", _range(5, 3600)))
+    inflight: int = field(
+        default=50, metadata=_meta("unacknowledged messages at once", _range(1, 1000))
+    )
+    log_level: str = field(
+        default="INFO",
+        metadata=_meta("lowest log level published", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+    log_rate_per_min: int = field(
+        default=120, metadata=_meta("log records queued per minute at most", _range(1, 100000))
+    )
+
+
+@dataclass(frozen=True)
+class CodesConfig:
+    totp_window: int = field(
+        default=1, metadata=_meta("steps accepted either side of the current one", _range(0, 3))
+    )
+    reentry_grace_s: float = field(
+        default=600,
+        metadata=_meta("a collected order's code still opens this long", _range(0, 86400)),
+    )
+    backup_codes: bool = field(
+        default=True, metadata=_meta("honour orders' backup_code (HOTP counter 0)")
+    )
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    number_free_failures: int = field(
+        default=3, metadata=_meta("failures per pickup number before backoff", _range(1, 10))
+    )
+    number_base_s: float = field(
+        default=60, metadata=_meta("first per-number backoff, doubling", _range(1, 3600))
+    )
+    number_max_s: float = field(
+        default=3600, metadata=_meta("longest per-number backoff", _range(1, 86400))
+    )
+    keypad_burst: int = field(
+        default=10, metadata=_meta("failures the keypad absorbs at once", _range(1, 100))
+    )
+    keypad_refill_s: float = field(
+        default=3600,
+        metadata=_meta("one more failure allowed every this many seconds", _range(10, 86400)),
+    )
+    night_hours: float = field(
+        default=12, metadata=_meta("length of the night used for the security bound", _range(1, 24))
+    )
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    release_s: float = field(
+        default=5, metadata=_meta("relay pulse: how long the door stays unlocked", _range(3, 30))
+    )
+    held_open_s: float = field(
+        default=60, metadata=_meta("alarm when the door stays open this long", _range(5, 3600))
+    )
+    max_energized_s: float = field(
+        default=0,
+        metadata=_meta("hard cap on one relay energization (0: release_s + 1)", _range(0, 60)),
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    day_mode: str = field(
+        default="off",
+        metadata=_meta(
+            "staffed hours: off (codes always), free_entry (# opens), unlocked",
+            _choice("off", "free_entry", "unlocked"),
+        ),
+    )
+    day_start: str = field(default="08:00", metadata=_meta("staffed hours start", _hhmm))
+    day_end: str = field(default="24:00", metadata=_meta("staffed hours end", _hhmm))
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    trust_system_clock: str = field(
+        default="auto",
+        metadata=_meta(
+            "auto: trust when NTP or a signed hub time confirms it; always; never",
+            _choice("auto", "always", "never"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    board: str = field(default="gpio", metadata=_meta("gpio or sim", _choice("gpio", "sim")))
+    relay_pin: int = field(default=17, metadata=_meta("BCM pin of the lock relay", _range(0, 27)))
+    relay_active_high: bool = field(default=True, metadata=_meta("relay energizes on a high pin"))
+    door_pin: int = field(
+        default=27, metadata=_meta("BCM pin of the door reed switch", _range(0, 27))
+    )
+    door_closed_is_low: bool = field(
+        default=True, metadata=_meta("reed switch pulls the pin low when the door is closed")
+    )
+    exit_pin: int = field(
+        default=22, metadata=_meta("BCM pin of the inside exit button", _range(0, 27))
+    )
+    buzzer_pin: int = field(default=23, metadata=_meta("BCM pin of the buzzer", _range(0, 27)))
+    led_pin: int = field(default=24, metadata=_meta("BCM pin of the status LED", _range(0, 27)))
+    keypad: str = field(
+        default="matrix",
+        metadata=_meta("matrix, keyboard or none", _choice("matrix", "keyboard", "none")),
+    )
+    keypad_rows: tuple[int, ...] = field(
+        default=(5, 6, 13, 19), metadata=_meta("BCM pins of the keypad rows", _pins)
+    )
+    keypad_cols: tuple[int, ...] = field(
+        default=(12, 16, 20), metadata=_meta("BCM pins of the keypad columns (3 or 4)", _pins)
+    )
+    debounce_s: float = field(
+        default=0.02, metadata=_meta("debounce time for buttons and keys", _range(0.001, 0.5))
+    )
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    enabled: bool = field(default=True, metadata=_meta("draw the shelf display"))
+    language: str = field(default="zh", metadata=_meta("zh or en", _choice("zh", "en")))
+    width: int = field(default=800, metadata=_meta("pixels", _range(320, 7680)))
+    height: int = field(default=480, metadata=_meta("pixels", _range(240, 4320)))
+    rotation: int = field(
+        default=0,
+        metadata=_meta(
+            "0, 90, 180 or 270", lambda v: None if v in (0, 90, 180, 270) else "0, 90, 180 or 270"
+        ),
+    )
+    fullscreen: bool = field(default=False, metadata=_meta("take the whole screen"))
+    driver: str = field(
+        default="", metadata=_meta("SDL video driver (kmsdrm, x11, wayland, dummy; empty: auto)")
+    )
+    font: str = field(
+        default="", metadata=_meta("a CJK font file (empty: search the usual places)")
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = field(
+        default="INFO",
+        metadata=_meta("log level on stderr", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    mqtt: MqttConfig | None = None
+    codes: CodesConfig = field(default_factory=CodesConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "<defaults>"
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some keys of one section changed (used by the simulator and tests)."""
+        current = getattr(self, section) or _SECTIONS[section]()
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **changes)})
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "site": SiteConfig,
+    "store": StoreConfig,
+    "trust": TrustConfig,
+    "mqtt": MqttConfig,
+    "codes": CodesConfig,
+    "throttle": ThrottleConfig,
+    "lock": LockConfig,
+    "schedule": ScheduleConfig,
+    "clock": ClockConfig,
+    "hardware": HardwareConfig,
+    "display": DisplayConfig,
+    "log": LogConfig,
+}
+
+T = TypeVar("T")
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}.get(
+        tp, "a list of values"
+    )
+
+
+def _coerce(src: str, key: str, tp: Any, value: Any) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{src}: {key} = {value!r} is not valid: expected {expected}")
+
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string in quotes")
+        return value
+    # tuple[str, ...] or tuple[int, ...]
+    inner = tp.__args__[0]
+    if not isinstance(value, list):
+        example = "[1, 2]" if inner is int else '["a", "b"]'
+        raise bad(f"a list like {example}")
+    items = []
+    for item in value:
+        if inner is int and (isinstance(item, bool) or not isinstance(item, int)):
+            raise bad("a list of whole numbers")
+        if inner is str and not isinstance(item, str):
+            raise bad("a list of strings in quotes")
+        items.append(item)
+    return tuple(items)
+
+
+def _build_section(src: str, name: str, cls: type[T], table: Any) -> T:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{src}: [{name}] must be a table, not {type(table).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{src}: unknown key {name}.{key}{_did_you_mean(key, list(fields))}; "
+                f"[{name}] takes: {', '.join(fields)}"
+            )
+        full = f"{name}.{key}"
+        coerced = _coerce(src, full, hints[key], value)
+        check = fields[key].metadata.get("check")
+        problem = check(coerced) if check else None
+        if problem:
+            raise ConfigError(f"{src}: {full} = {value!r} is not valid: expected {problem}")
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document into a Config (raises ConfigError)."""
+    kwargs: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(
+                f"{source}: unknown section [{name}]{_did_you_mean(name, list(_SECTIONS))}; "
+                f"sections are: {', '.join(_SECTIONS)}"
+            )
+        kwargs[name] = _build_section(source, name, _SECTIONS[name], table)
+    cfg = Config(source=source, **kwargs)
+    _check_whole(cfg)
+    return cfg
+
+
+def _check_whole(cfg: Config) -> None:
+    src = cfg.source
+    if cfg.mqtt is not None:
+        url = cfg.mqtt.url
+        if not re.match(r"^mqtts?://[^/:\s]+(:\d{1,5})?/?$", url):
+            raise ConfigError(
+                f"{src}: mqtt.url = {url!r} is not valid: expected mqtt://host[:port] or "
+                "mqtts://host[:port] (remove the [mqtt] section to run offline)"
+            )
+    if len(cfg.hardware.keypad_cols) not in (3, 4) or len(cfg.hardware.keypad_rows) != 4:
+        raise ConfigError(
+            f"{src}: hardware.keypad_rows must list 4 pins and hardware.keypad_cols 3 or 4 "
+            "(a 3x4 or 4x4 keypad)"
+        )
+    pins = [
+        cfg.hardware.relay_pin,
+        cfg.hardware.door_pin,
+        cfg.hardware.exit_pin,
+        cfg.hardware.buzzer_pin,
+        cfg.hardware.led_pin,
+    ]
+    if cfg.hardware.keypad == "matrix":
+        pins += list(cfg.hardware.keypad_rows) + list(cfg.hardware.keypad_cols)
+    dupes = sorted({p for p in pins if pins.count(p) > 1})
+    if dupes:
+        raise ConfigError(f"{src}: [hardware] uses GPIO {dupes} for more than one device")
+    from kiosk.wire import parse_public_key
+
+    for key_name in ("hub_keys", "owner_keys"):
+        for i, text in enumerate(getattr(cfg.trust, key_name)):
+            try:
+                parse_public_key(text)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{src}: trust.{key_name}[{i}] is not valid: expected the unpadded base64url "
+                    f"of a 32-byte Ed25519 public key ({exc}); `kioskctl keygen` prints one"
+                ) from None
+    if cfg.site.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(cfg.site.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{src}: site.timezone = {cfg.site.timezone!r} is not valid: expected an IANA "
+                'zone like "Asia/Shanghai"'
+            ) from None
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return DEFAULT_PATH
+
+
+def load(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the config file (see module doc for where from).
+
+    Raises ConfigError for a missing, unreadable or invalid file.
+    """
+    path = resolve_path(explicit)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file (give --config FILE or set ${ENV_VAR}; "
+            "kiosk/example.toml is a commented example)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_mapping(data, str(path))
+
+
+def describe(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked."""
+    out: dict[str, Any] = {"source": cfg.source}
+    for name in _SECTIONS:
+        section = getattr(cfg, name)
+        if section is None:
+            continue
+        table: dict[str, Any] = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if f.metadata.get("secret") and value:
+                value = "********"
+            table[f.name] = list(value) if isinstance(value, tuple) else value
+        out[name] = table
+    return out
+
+
+def section_help() -> dict[str, dict[str, str]]:
+    """Key help texts, for docs and ``kiosk config keys``."""
+    return {
+        name: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+        for name, cls in _SECTIONS.items()
+    }

@@ -1,0 +1,93 @@
+"""Logging for both daemons: stderr for journald, and the store for upload.
+
+Records at or above the configured level are also queued durably in the
+store's ``logs`` table, from where the sync agent publishes them on the
+``log`` topic. A token bucket keeps a flood from filling the SD card: what
+exceeds it is counted and summarized in one record when the flood ends.
+Messages are the program's own sentences; nothing here ever formats a
+secret or typed digits, and the handler never raises into the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+
+from kiosk.store import Store
+
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class StoreLogHandler(logging.Handler):
+    def __init__(
+        self,
+        store: Store,
+        wall: Callable[[], float],
+        *,
+        level: int = logging.INFO,
+        per_minute: int = 120,
+    ) -> None:
+        super().__init__(level)
+        self.store = store
+        self.wall = wall
+        self.capacity = float(per_minute)
+        self.tokens = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.last = wall()
+        self.dropped = 0
+        self._busy = threading.local()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # The store is full or read-only: stderr (journald) still has the record,
+        # and the door daemon reports the store's state itself.
+        self.dropped += 1
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "on", False) or record.name.startswith("kiosk.store"):
+            return  # a store failure must not recurse through its own log line
+        self._busy.on = True
+        try:
+            now = self.wall()
+            self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.last) * self.rate)
+            self.last = now
+            if self.tokens < 1:
+                self.dropped += 1
+                return
+            self.tokens -= 1
+            if self.dropped:
+                self.store.append_log(
+                    now,
+                    "WARNING",
+                    __name__,
+                    f"{self.dropped} log records dropped by the rate limit",
+                )
+                self.dropped = 0
+            self.store.append_log(now, record.levelname, record.name, self.format(record))
+        except Exception:
+            self.handleError(record)
+        finally:
+            self._busy.on = False
+
+
+def setup(level: str = "INFO") -> None:
+    """Log to stderr (journald adds time and unit)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def attach_store(
+    store: Store, wall: Callable[[], float], level: str = "INFO", per_minute: int = 120
+) -> StoreLogHandler:
+    handler = StoreLogHandler(
+        store, wall, level=getattr(logging, level.upper(), logging.INFO), per_minute=per_minute
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler

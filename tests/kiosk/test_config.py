@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from kiosk import config
+from kiosk.errors import ConfigError
+
+EXAMPLE = Path(__file__).parents[2] / "kiosk" / "example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "kiosk.toml"
+    p.write_text(text)
+    return p
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    cfg = config.load(EXAMPLE)
+    assert cfg.site.pickup_no_width == 3
+    text = EXAMPLE.read_text()
+    for section, keys in config.section_help().items():
+        assert f"[{section}]" in text or f"# [{section}]" in text
+        for key in keys:
+            assert f"{key} =" in text, f"example.toml lacks {section}.{key}"
+
+
+def test_unknown_key_names_file_key_and_suggestion(tmp_path: Path) -> None:
+    p = write(tmp_path, '[site]\nid = "shop-1"\npickup_no_widht = 4\n')
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    msg = str(err.value)
+    assert (
+        str(p) in msg and "site.pickup_no_widht" in msg and 'did you mean "pickup_no_width"' in msg
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[site]\nid = "Bad Site"\n', "site.id"),
+        ("[site]\npickup_no_width = 9\n", "from 1 to 6"),
+        ("[lock]\nrelease_s = 1\n", "lock.release_s"),
+        ('[lock]\nrelease_s = "5"\n', "a number"),
+        ('[hardware]\nboard = "pi"\n', "'gpio', 'sim'"),
+        ("[hardware]\nrelay_pin = 17\ndoor_pin = 17\n", "more than one device"),
+        ('[mqtt]\nurl = "http://x"\n', "mqtt.url"),
+        ('[trust]\nhub_keys = ["abc"]\n', "trust.hub_keys[0]"),
+        ("[trust]\nallow_unsigned = 1\n", "true or false"),
+        ('[schedule]\nday_start = "25:00"\n', "HH:MM"),
+        ("[nonsense]\n", "unknown section"),
+        ("not toml at all [", "not valid TOML"),
+        ('[site]\ntimezone = "Mars/Olympus"\n', "IANA"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=None) as err:
+        config.load(write(tmp_path, text))
+    assert needle in str(err.value)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_missing_file_explains_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KIOSK_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="no such config file"):
+        config.load(tmp_path / "absent.toml")
+
+
+def test_env_var_is_used_when_no_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write(tmp_path, '[site]\nid = "from-env"\n')
+    monkeypatch.setenv("KIOSK_CONFIG", str(p))
+    assert config.load(None).site.id == "from-env"
+
+
+def test_describe_masks_secrets(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[mqtt]\nurl = "mqtt://h:1883"\npassword = "hunter2"\n'))
+    shown = config.describe(cfg)
+    assert shown["mqtt"]["password"] == "********"
+    assert "hunter2" not in repr(shown)
