@@ -1,0 +1,468 @@
+"""``kiosk``: the command line on the device (PROTOCOL.md's last section).
+
+Every subcommand loads the config the same way (``--config``, else
+``$KIOSK_CONFIG``, else /etc/pickup-kiosk/kiosk.toml), prints a clear
+one-line error instead of a stack trace, and returns an exit code:
+0 ok, 1 the operation failed, 2 bad configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kiosk import __version__, logutil
+from kiosk import config as config_mod
+from kiosk.audit import Audit, verify_store
+from kiosk.clock import SystemClock, TrustedClock
+from kiosk.config import Config
+from kiosk.errors import ChainError, ConfigError, KioskError, StoreError, ValidationError
+from kiosk.orders import Intake, parse_documents, public_view
+from kiosk.store import OrderRow, Store
+from kiosk.wire import Keyring
+
+log = logging.getLogger("kiosk")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _open(cfg: Config) -> Store:
+    return Store(cfg.store.path, busy_timeout_ms=cfg.store.busy_timeout_ms)
+
+
+def _snapshot(cfg: Config, store: Store) -> Any:
+    trust = cfg.clock.trust_system_clock
+    from kiosk.clock import system_time_synchronized
+
+    synced = trust == "always" or (trust == "auto" and system_time_synchronized())
+    return TrustedClock(SystemClock(), store.clock_floor(), synced=synced).snapshot()
+
+
+def _intake(cfg: Config, store: Store) -> Intake:
+    return Intake(
+        store,
+        Audit(store, cfg.site.id),
+        Keyring(cfg.trust.hub_keys, cfg.trust.owner_keys),
+        site=cfg.site.id,
+        width=cfg.site.pickup_no_width,
+        allow_unsigned=cfg.trust.allow_unsigned,
+    )
+
+
+# ----- config ---------------------------------------------------------------
+
+
+def cmd_config_check(cfg: Config, args: argparse.Namespace) -> int:
+    print(
+        f"{cfg.source}: ok (site {cfg.site.id}, board {cfg.hardware.board}, "
+        f"{'mqtt ' + cfg.mqtt.url if cfg.mqtt else 'offline'})"
+    )
+    if cfg.trust.allow_unsigned:
+        print(
+            "warning: trust.allow_unsigned = true accepts unsigned orders (lab bench only)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def cmd_config_show(cfg: Config, args: argparse.Namespace) -> int:
+    data = config_mod.describe(cfg)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"# effective configuration from {data.pop('source')}")
+    for section, table in data.items():
+        print(f"\n[{section}]")
+        for key, value in table.items():
+            print(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    return EXIT_OK
+
+
+# ----- orders ---------------------------------------------------------------
+
+
+def cmd_orders_import(cfg: Config, args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as exc:
+        print(f"kiosk: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAIL
+    except UnicodeDecodeError:
+        print(f"kiosk: {args.file} is not UTF-8 text", file=sys.stderr)
+        return EXIT_FAIL
+    with _open(cfg) as store:
+        intake = _intake(cfg, store)
+        snap = _snapshot(cfg, store)
+        try:
+            docs = parse_documents(text)
+        except ValidationError as err:
+            intake.reject(snap, err, source="cli")
+            print(f"kiosk: {args.file}: {err}; nothing imported", file=sys.stderr)
+            return EXIT_FAIL
+        counts = {"stored": 0, "ignored": 0, "rejected": 0, "forgotten": 0}
+        batch = 500
+        for start in range(0, len(docs), batch):
+            chunk = [(d, None, None) for d in docs[start : start + batch]]
+            for i, res in enumerate(intake.accept_many(chunk, snap, source="cli"), start + 1):
+                counts[res.outcome] += 1
+                if res.outcome == "rejected":
+                    print(
+                        f"document {i} ({res.order_id or 'no valid order_id'}): rejected: "
+                        f"{res.message}",
+                        file=sys.stderr,
+                    )
+                elif res.outcome == "ignored":
+                    print(f"document {i} ({res.order_id}): ignored: {res.message}", file=sys.stderr)
+    print(f"{counts['stored']} stored, {counts['ignored']} ignored, {counts['rejected']} rejected")
+    return EXIT_FAIL if counts["rejected"] else EXIT_OK
+
+
+def cmd_orders_list(cfg: Config, args: argparse.Namespace) -> int:
+    with _open(cfg) as store:
+        orders = store.list_orders(args.status)
+    if args.json:
+        print(json.dumps([public_view(o) for o in orders], ensure_ascii=False))
+        return EXIT_OK
+    if not orders:
+        print("no orders")
+        return EXIT_OK
+    print(f"{'no.':<6} {'status':<16} {'slot':<6} {'version':>7}  order")
+    for o in orders:
+        print(f"{o.pickup_no:<6} {o.status:<16} {o.slot or '-':<6} {o.version:>7}  {o.order_id}")
+    return EXIT_OK
+
+
+def _get_order(store: Store, order_id: str) -> OrderRow | None:
+    order = store.get_order(order_id)
+    if order is None:
+        print(f"kiosk: no order {order_id!r} (kiosk orders list shows them)", file=sys.stderr)
+    return order
+
+
+def cmd_orders_show(cfg: Config, args: argparse.Namespace) -> int:
+    with _open(cfg) as store:
+        order = _get_order(store, args.order_id)
+    if order is None:
+        return EXIT_FAIL
+    print(json.dumps(public_view(order), ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def cmd_orders_cancel(cfg: Config, args: argparse.Namespace) -> int:
+    with _open(cfg) as store:
+        order = _get_order(store, args.order_id)
+        if order is None:
+            return EXIT_FAIL
+        snap = _snapshot(cfg, store)
+        with store.atomic():
+            store.put_order(
+                OrderRow(**{**order.__dict__, "status": "cancelled", "updated_at": snap.now})
+            )
+            Audit(store, cfg.site.id).record(
+                "order_cancelled",
+                snap,
+                order_id=order.order_id,
+                detail={"by": "cli", "was": order.status},
+            )
+    print(f"order {args.order_id} cancelled: its code no longer opens the door")
+    return EXIT_OK
+
+
+def cmd_orders_code(cfg: Config, args: argparse.Namespace) -> int:
+    from kiosk.sample import backup_code, current_code
+
+    with _open(cfg) as store:
+        order = _get_order(store, args.order_id)
+        if order is None:
+            return EXIT_FAIL
+        now = _snapshot(cfg, store).now
+    doc = {
+        "pickup_no": order.pickup_no,
+        "otp": {"secret": order.otp_secret, "digits": order.otp_digits, "period": order.otp_period},
+    }
+    code, left = current_code(doc, now)
+    print(f"{code}#  (valid {left} s more)")
+    if order.backup_code:
+        print(f"backup code: {backup_code(doc)}#")
+    return EXIT_OK
+
+
+# ----- events -----------------------------------------------------------------
+
+
+def _print_event(ev: dict[str, Any], as_json: bool, body: str) -> None:
+    if as_json:
+        print(body, flush=True)
+        return
+    detail = ev.get("detail") or {}
+    extra = " ".join(f"{k}={v}" for k, v in detail.items())
+    print(
+        f"{ev['seq']:>7} {ev['ts']} {ev['clock']:<9} {ev['type']:<16} "
+        f"{ev.get('order_id') or '':<20} {extra}",
+        flush=True,
+    )
+
+
+def cmd_events(cfg: Config, args: argparse.Namespace) -> int:
+    with _open(cfg) as store:
+        since = args.since
+        while True:
+            for row in store.iter_events(since):
+                _print_event(row.as_dict(), args.json, row.body)
+                since = row.seq
+            if not args.follow:
+                return EXIT_OK
+            time.sleep(0.5)
+
+
+def cmd_verify_log(cfg: Config, args: argparse.Namespace) -> int:
+    with _open(cfg) as store:
+        anchor, _ = store.chain_anchor()
+        try:
+            n = verify_store(store)
+        except ChainError as err:
+            print(f"chain broken at seq {err.seq}: {err}", file=sys.stderr)
+            return EXIT_FAIL
+    print(f"ok: {n} events verified (seq {anchor + 1} to {anchor + n})")
+    return EXIT_OK
+
+
+def cmd_security(cfg: Config, args: argparse.Namespace) -> int:
+    from kiosk.security import bound, explain
+
+    report = bound(cfg, args.orders)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(explain(report, cfg))
+    return EXIT_OK
+
+
+# ----- daemons ----------------------------------------------------------------
+
+
+def _install_stop(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def build_door(
+    cfg: Config,
+    *,
+    interactive_keys: bool,
+    printer: Callable[[str], None] | None = None,
+    with_display: bool | None = None,
+) -> tuple[Any, Any, list[Callable[[], None]]]:
+    """Assemble the door daemon from the config; returns (daemon, board, closers)."""
+    from hardware.board import open_board
+    from kiosk.daemon import DoorDaemon
+    from kiosk.notify import Notifier
+
+    closers: list[Callable[[], None]] = []
+    clock = SystemClock()
+    store = _open(cfg)
+    closers.append(store.close)
+    logutil.attach_store(store, clock.wall, cfg.log.level)
+    board = open_board(cfg.hardware, cfg.lock, clock=clock)
+    closers.insert(0, board.close)
+    display = None
+    use_display = cfg.display.enabled if with_display is None else with_display
+    if use_display:
+        from hardware.display import open_display
+
+        display = open_display(cfg.display, site_name=cfg.site.name, contact=cfg.site.contact)
+        closers.insert(0, display.close)
+    daemon = DoorDaemon(cfg, store, board, clock, display=display, notifier=Notifier())
+    if printer is not None:
+        from kiosk.i18n import render_text
+
+        daemon.screen_sinks.append(lambda s: printer(render_text(s)))
+        if hasattr(board, "on_activity"):
+            board.on_activity = lambda what: printer(f"  [{what}]")
+    if cfg.hardware.board == "sim" and interactive_keys:
+        _feed_keys(cfg, daemon, board, closers)
+    return daemon, board, closers
+
+
+def _feed_keys(cfg: Config, daemon: Any, board: Any, closers: list[Callable[[], None]]) -> None:
+    """Simulator input from standard input (PROTOCOL.md: one character per key)."""
+    from hardware.keyboard import TerminalKeys, keyboard_handler
+
+    keys = TerminalKeys(sys.stdin, keyboard_handler(daemon.post, board))
+    closers.insert(0, keys.close)
+
+
+def cmd_door(cfg: Config, args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    _install_stop(stop)
+    daemon, _board, closers = build_door(cfg, interactive_keys=True)
+    try:
+        return int(daemon.run(stop))
+    finally:
+        for close in closers:
+            try:
+                close()
+            except Exception:
+                log.exception("error while closing")
+
+
+def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
+    from sync.agent import run
+
+    return int(run(cfg))
+
+
+def cmd_relock(cfg: Config, args: argparse.Namespace) -> int:
+    from hardware.board import relock
+
+    relock(cfg.hardware)  # HardwareError is reported by main() with exit 1
+    print("relay line driven to locked")
+    return EXIT_OK
+
+
+def cmd_screenshots(cfg: Config, args: argparse.Namespace) -> int:
+    from hardware.display import render_all
+
+    out = Path(args.dir)
+    paths = render_all(out)
+    print(f"{len(paths)} screenshots written to {out}")
+    return EXIT_OK
+
+
+def cmd_doctor(cfg_path: str | None, args: argparse.Namespace) -> int:
+    from kiosk.doctor import main as doctor_main
+
+    return int(doctor_main(cfg_path, args.json))
+
+
+def cmd_run(cfg: Config | None, args: argparse.Namespace) -> int:
+    from kiosk.simulator import run_simulator
+
+    return run_simulator(cfg, args)
+
+
+# ----- parser -------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kiosk", description="Pickup kiosk: the door, its store and its tools.")
+    p.add_argument(
+        "--config", help="config file (default: $KIOSK_CONFIG or /etc/pickup-kiosk/kiosk.toml)"
+    )
+    p.add_argument("--version", action="version", version=f"pickup-kiosk {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("config", help="check or show the configuration")
+    csub = c.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    csub.add_parser("check", help="exit 0 if the config file is valid").set_defaults(
+        func=cmd_config_check
+    )
+    show = csub.add_parser("show", help="print the effective config, secrets masked")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_config_show)
+
+    o = sub.add_parser("orders", help="import, list, show or cancel orders")
+    osub = o.add_subparsers(dest="orders_command", required=True, parser_class=_Parser)
+    imp = osub.add_parser("import", help="store order documents (object, array or JSON lines)")
+    imp.add_argument("file", help="a file, or - for standard input")
+    imp.set_defaults(func=cmd_orders_import)
+    lst = osub.add_parser("list", help="list orders (never their secrets)")
+    lst.add_argument("--json", action="store_true")
+    lst.add_argument(
+        "--status", choices=["pending_payment", "paid", "ready", "collected", "cancelled"]
+    )
+    lst.set_defaults(func=cmd_orders_list)
+    for name, func, text in (
+        ("show", cmd_orders_show, "one order, without its secret"),
+        ("cancel", cmd_orders_cancel, "cancel an order here, offline"),
+        ("code", cmd_orders_code, "an order's current pickup code"),
+    ):
+        sp = osub.add_parser(name, help=text)
+        sp.add_argument("order_id")
+        sp.set_defaults(func=func)
+
+    ev = sub.add_parser("events", help="print the audit trail")
+    ev.add_argument("--since", type=int, default=0, metavar="SEQ")
+    ev.add_argument("--json", action="store_true", help="JSON lines, exactly as published")
+    ev.add_argument("--follow", action="store_true")
+    ev.set_defaults(func=cmd_events)
+    sub.add_parser("verify-log", help="check the event hash chain").set_defaults(
+        func=cmd_verify_log
+    )
+
+    sec = sub.add_parser("security", help="the chance random guessing opens the door in a night")
+    sec.add_argument("--orders", type=int, default=500, metavar="N")
+    sec.add_argument("--json", action="store_true")
+    sec.set_defaults(func=cmd_security)
+
+    sub.add_parser("door", help="run the door daemon").set_defaults(func=cmd_door)
+    sub.add_parser("sync", help="run the sync agent").set_defaults(func=cmd_sync)
+    sub.add_parser(
+        "relock", help="drive the relay line to locked (systemd ExecStopPost)"
+    ).set_defaults(func=cmd_relock)
+    shots = sub.add_parser("screenshots", help="render every screen to PNG files")
+    shots.add_argument("dir")
+    shots.set_defaults(func=cmd_screenshots)
+    doc = sub.add_parser("doctor", help="check this installation; the fix for each failure")
+    doc.add_argument("--json", action="store_true")
+    doc.set_defaults(func=cmd_doctor, raw_config=True)
+    run = sub.add_parser("run", help="run the door (and sync when configured) in one process")
+    run.add_argument(
+        "--simulate",
+        action="store_true",
+        help="throwaway data, sample orders, simulated board and keypad",
+    )
+    run.add_argument("--broker", help="with --simulate: also sync with this MQTT broker URL")
+    run.add_argument("--no-window", action="store_true", help="terminal only, no display window")
+    run.set_defaults(func=cmd_run, raw_config=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logutil.setup("INFO")
+    try:
+        if getattr(args, "raw_config", False):
+            if args.func is cmd_run:
+                cfg = config_mod.load(args.config) if (args.config or not args.simulate) else None
+                return int(cmd_run(cfg, args))
+            return int(args.func(args.config, args))
+        cfg = config_mod.load(args.config)
+        logutil.setup(cfg.log.level)
+        return int(args.func(cfg, args))
+    except ConfigError as err:
+        print(f"kiosk: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as err:
+        print(f"kiosk: store: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    except KioskError as err:
+        print(f"kiosk: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

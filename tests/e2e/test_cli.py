@@ -1,0 +1,112 @@
+"""The command line as scripts use it (PROTOCOL.md's last section)."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.e2e.procs import events, kiosk, signed_orders, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Ed25519PrivateKey]:
+    hub = Ed25519PrivateKey.generate()
+    return write_config(tmp_path, hub), hub
+
+
+def test_config_check_exit_codes(setup: tuple[Path, Ed25519PrivateKey], tmp_path: Path) -> None:
+    cfg, _ = setup
+    assert kiosk("config", "check", config=cfg).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lock]\nrelese_s = 5\n")
+    out = kiosk("config", "check", config=bad)
+    assert out.returncode != 0
+    assert str(bad) in out.stderr and "lock.relese_s" in out.stderr and "release_s" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_import_list_show_cancel_and_events(
+    setup: tuple[Path, Ed25519PrivateKey], tmp_path: Path
+) -> None:
+    cfg, hub = setup
+    docs = signed_orders(hub, 3)
+    lines = tmp_path / "orders.jsonl"
+    lines.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs))
+    out = kiosk("orders", "import", str(lines), config=cfg)
+    assert out.returncode == 0 and "3 stored" in out.stdout
+    # an array, and stdin, work too; re-import is ignored as a duplicate version
+    out = kiosk("orders", "import", "-", config=cfg, stdin=json.dumps(docs))
+    assert out.returncode == 0 and "3 ignored" in out.stdout
+    listed = json.loads(kiosk("orders", "list", "--json", config=cfg).stdout)
+    assert [o["order_id"] for o in listed] == ["E-0", "E-1", "E-2"]
+    text = kiosk("orders", "list", "--json", config=cfg).stdout
+    for d in docs:
+        assert d["otp"]["secret"] not in text
+    assert kiosk("orders", "cancel", "E-1", config=cfg).returncode == 0
+    shown = json.loads(kiosk("orders", "show", "E-1", config=cfg).stdout)
+    assert shown["status"] == "cancelled"
+    assert kiosk("orders", "show", "NOPE", config=cfg).returncode == 1
+    evs = events(cfg)
+    assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))
+    assert evs[-1]["type"] == "order_cancelled"
+    # --json prints exactly what is published: the stored bodies
+    db = sqlite3.connect(cfg.parent / "kiosk.db")
+    bodies = [r[0] for r in db.execute("SELECT body FROM events ORDER BY seq")]
+    assert kiosk("events", "--json", config=cfg).stdout.splitlines() == bodies
+    since = kiosk("events", "--json", "--since", "3", config=cfg).stdout.splitlines()
+    assert [json.loads(x)["seq"] for x in since] == list(range(4, len(bodies) + 1))
+
+
+def test_rejected_import_exits_nonzero_and_records_why(
+    setup: tuple[Path, Ed25519PrivateKey], tmp_path: Path
+) -> None:
+    cfg, hub = setup
+    doc = signed_orders(hub, 1)[0]
+    doc["slot"] = "Z9"  # tampered after signing
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(doc))
+    out = kiosk("orders", "import", str(f), config=cfg)
+    assert out.returncode == 1 and "signature" in out.stderr
+    assert json.loads(kiosk("orders", "list", "--json", config=cfg).stdout) == []
+    rejected = [e for e in events(cfg) if e["type"] == "message_rejected"]
+    assert rejected and doc["otp"]["secret"] not in json.dumps(rejected)
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    out = kiosk("orders", "import", str(garbage), config=cfg)
+    assert out.returncode == 1 and "not JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_verify_log_names_the_first_bad_seq(
+    setup: tuple[Path, Ed25519PrivateKey], tmp_path: Path
+) -> None:
+    cfg, hub = setup
+    f = tmp_path / "o.json"
+    f.write_text(json.dumps(signed_orders(hub, 4)))
+    kiosk("orders", "import", str(f), config=cfg)
+    assert kiosk("verify-log", config=cfg).returncode == 0
+    db = sqlite3.connect(cfg.parent / "kiosk.db")
+    db.execute("DELETE FROM events WHERE seq = 3")
+    db.commit()
+    out = kiosk("verify-log", config=cfg)
+    assert out.returncode != 0 and "seq 3" in out.stderr
+
+
+def test_security_json(setup: tuple[Path, Ed25519PrivateKey]) -> None:
+    cfg, _ = setup
+    out = kiosk("security", "--orders", "500", "--json", config=cfg)
+    report = json.loads(out.stdout)
+    assert 0 < report["p_night"] <= 1e-4
+    more = json.loads(kiosk("security", "--orders", "1", "--json", config=cfg).stdout)
+    assert more["p_night"] < report["p_night"]
+
+
+def test_bad_arguments_are_usage_errors(setup: tuple[Path, Ed25519PrivateKey]) -> None:
+    cfg, _ = setup
+    out = kiosk("events", "--since", "abc", config=cfg)
+    assert out.returncode == 2 and "invalid int value" in out.stderr
+    out = kiosk("frobnicate", config=cfg)
+    assert out.returncode == 2
