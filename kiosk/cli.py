@@ -9,6 +9,7 @@ one-line error instead of a stack trace, and returns an exit code:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -26,6 +27,7 @@ from kiosk.clock import SystemClock, TrustedClock
 from kiosk.config import Config
 from kiosk.errors import ChainError, ConfigError, KioskError, StoreError, ValidationError
 from kiosk.orders import Intake, parse_documents, public_view
+from kiosk.screens import Screen
 from kiosk.store import OrderRow, Store
 from kiosk.wire import Keyring
 
@@ -294,7 +296,16 @@ def build_door(
     if printer is not None:
         from kiosk.i18n import render_text
 
-        daemon.screen_sinks.append(lambda s: printer(render_text(s)))
+        last: list[Screen] = []
+
+        def print_screen(screen: Screen) -> None:
+            # a terminal is not a display: skip redraws that only tick a countdown
+            calm = dataclasses.replace(screen, seconds_left=0)
+            if not last or calm != last[0]:
+                last[:] = [calm]
+                printer(render_text(screen))
+
+        daemon.screen_sinks.append(print_screen)
         if hasattr(board, "on_activity"):
             board.on_activity = lambda what: printer(f"  [{what}]")
     if cfg.hardware.board == "sim" and interactive_keys:
