@@ -37,6 +37,11 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.prog != "kiosk":  # every subcommand also takes --config after its name
+            self.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -341,10 +346,20 @@ def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
     return int(run(cfg))
 
 
-def cmd_relock(cfg: Config, args: argparse.Namespace) -> int:
+def cmd_relock(cfg_path: str | None, args: argparse.Namespace) -> int:
     from hardware.board import relock
 
-    relock(cfg.hardware)  # HardwareError is reported by main() with exit 1
+    try:
+        hw = config_mod.load(cfg_path).hardware
+    except ConfigError as err:
+        # The door must relock even when someone broke the config.
+        hw = config_mod.relay_fallback(cfg_path)
+        print(
+            f"kiosk relock: {err}; using relay pin {hw.relay_pin} "
+            f"(active {'high' if hw.relay_active_high else 'low'})",
+            file=sys.stderr,
+        )
+    relock(hw)  # HardwareError is reported by main() with exit 1
     print("relay line driven to locked")
     return EXIT_OK
 
@@ -428,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sync", help="run the sync agent").set_defaults(func=cmd_sync)
     sub.add_parser(
         "relock", help="drive the relay line to locked (systemd ExecStopPost)"
-    ).set_defaults(func=cmd_relock)
+    ).set_defaults(func=cmd_relock, raw_config=True)
     shots = sub.add_parser("screenshots", help="render every screen to PNG files")
     shots.add_argument("dir")
     shots.set_defaults(func=cmd_screenshots)

@@ -319,9 +319,11 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _coerce(src: str, key: str, tp: Any, value: Any) -> Any:
+def _coerce(src: str, key: str, tp: Any, value: Any, *, secret: bool = False) -> Any:
+    shown = "(hidden)" if secret else repr(value)
+
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{src}: {key} = {value!r} is not valid: expected {expected}")
+        return ConfigError(f"{src}: {key} = {shown} is not valid: expected {expected}")
 
     if tp is bool:
         if not isinstance(value, bool):
@@ -367,11 +369,13 @@ def _build_section(src: str, name: str, cls: type[T], table: Any) -> T:
                 f"[{name}] takes: {', '.join(fields)}"
             )
         full = f"{name}.{key}"
-        coerced = _coerce(src, full, hints[key], value)
+        secret = bool(fields[key].metadata.get("secret"))
+        coerced = _coerce(src, full, hints[key], value, secret=secret)
         check = fields[key].metadata.get("check")
         problem = check(coerced) if check else None
         if problem:
-            raise ConfigError(f"{src}: {full} = {value!r} is not valid: expected {problem}")
+            shown = "(hidden)" if secret else repr(value)
+            raise ConfigError(f"{src}: {full} = {shown} is not valid: expected {problem}")
         kwargs[key] = coerced
     return cls(**kwargs)
 
@@ -496,3 +500,26 @@ def section_help() -> dict[str, dict[str, str]]:
         name: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
         for name, cls in _SECTIONS.items()
     }
+
+
+def relay_fallback(explicit: str | os.PathLike[str] | None = None) -> HardwareConfig:
+    """The relay settings for ``kiosk relock`` even when the file is invalid.
+
+    Relocking must not depend on the rest of the config being right: read
+    what can be read of [hardware] and use the defaults for the rest.
+    """
+    try:
+        data = tomllib.loads(resolve_path(explicit).read_text("utf-8"))
+        table = data.get("hardware", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        table = {}
+    kwargs: dict[str, Any] = {}
+    if isinstance(table, dict):
+        pin = table.get("relay_pin")
+        if isinstance(pin, int) and not isinstance(pin, bool) and 0 <= pin <= 27:
+            kwargs["relay_pin"] = pin
+        if isinstance(table.get("relay_active_high"), bool):
+            kwargs["relay_active_high"] = table["relay_active_high"]
+        if table.get("board") in ("gpio", "sim"):
+            kwargs["board"] = table["board"]
+    return HardwareConfig(**kwargs)

@@ -110,3 +110,16 @@ def test_bad_arguments_are_usage_errors(setup: tuple[Path, Ed25519PrivateKey]) -
     assert out.returncode == 2 and "invalid int value" in out.stderr
     out = kiosk("frobnicate", config=cfg)
     assert out.returncode == 2
+
+
+def test_config_flag_works_after_the_subcommand(setup: tuple[Path, Ed25519PrivateKey]) -> None:
+    cfg, _ = setup
+    out = kiosk("config", "check", "--config", str(cfg))
+    assert out.returncode == 0 and "ok" in out.stdout
+
+
+def test_relock_works_with_a_broken_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[hardware]\nboard = "sim"\nrelay_pin = 5\nnonsense = 1\n')
+    out = kiosk("relock", config=bad)
+    assert out.returncode == 0 and "relay pin 5" in out.stderr

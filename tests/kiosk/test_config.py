@@ -78,3 +78,18 @@ def test_describe_masks_secrets(tmp_path: Path) -> None:
     shown = config.describe(cfg)
     assert shown["mqtt"]["password"] == "********"
     assert "hunter2" not in repr(shown)
+
+
+def test_bad_secret_value_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, '[mqtt]\nurl = "mqtt://h"\npassword = 987654321\n'))
+    assert "mqtt.password" in str(err.value) and "987654321" not in str(err.value)
+
+
+def test_relay_fallback_reads_what_it_can_of_a_broken_file(tmp_path: Path) -> None:
+    p = write(tmp_path, "[hardware]\nrelay_pin = 5\nrelay_active_high = false\nbogus = 1\n")
+    with pytest.raises(ConfigError):
+        config.load(p)
+    hw = config.relay_fallback(p)
+    assert (hw.relay_pin, hw.relay_active_high) == (5, False)
+    assert config.relay_fallback(tmp_path / "absent.toml").relay_pin == 17
