@@ -25,7 +25,7 @@ from kiosk.audit import Audit
 from kiosk.clock import Clock, ClockSnapshot, TrustedClock, system_time_synchronized
 from kiosk.codes import BACKUP_STEP, CodeEngine, Decision
 from kiosk.config import Config
-from kiosk.door import HELD, DoorMachine, Entry
+from kiosk.door import HELD, OPEN, TRANSITIONS, UNLOCKED, DoorMachine, Entry
 from kiosk.errors import StoreError
 from kiosk.inputs import DoorChanged, ExitPressed, InputEvent, KeyPressed, LanguageToggled, Quit
 from kiosk.notify import Notifier
@@ -410,8 +410,9 @@ class DoorDaemon:
         actions = self.machine.handle("unlock", self.clock.monotonic())
         if actions is not None:
             self._act(actions)
-            if not decision.reentry:
-                self.machine.collect_order = order.order_id
+        if not decision.reentry and self.machine.state in (UNLOCKED, OPEN, HELD):
+            # collected when the door closes behind the customer (it may be open already)
+            self.machine.collect_order = order.order_id
         self.board.buzzer.play("accepted")
         self._show(self._accepted_screen(order, decision.reentry), self.cfg.lock.release_s)
 
@@ -435,6 +436,8 @@ class DoorDaemon:
 
     def _unlock(self, by: str, **detail: Any) -> bool:
         """Open for someone not identified by a code (exit, owner, free entry)."""
+        if (self.machine.state, "unlock") not in TRANSITIONS:
+            return False  # the door is open or held open by day mode: nothing to do
         recorded = self.record("door_unlocked", detail={"by": by, **detail})
         if not recorded and by != "exit":
             return False  # audit before action; only the exit button overrides

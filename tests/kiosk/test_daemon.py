@@ -222,3 +222,27 @@ def test_sd_notify_on_a_real_socket(tmp_path: Path) -> None:
     got = [sock.recv(256).decode() for _ in range(4)]
     assert got == ["READY=1\nSTATUS=taking codes", "WATCHDOG=1", "WATCHDOG=1", "STOPPING=1"]
     sock.close()
+
+
+def test_exit_while_the_door_is_open_records_no_unlock(rig: Rig) -> None:
+    rig.board.press_exit()
+    rig.d.drain()
+    rig.board.set_door(True)
+    rig.d.drain()
+    n = len(rig.w.events("door_unlocked"))
+    rig.board.press_exit()
+    rig.d.drain()
+    assert len(rig.w.events("door_unlocked")) == n
+    assert not rig.board.relay_active()
+
+
+def test_code_accepted_while_the_door_is_open_still_collects(rig: Rig) -> None:
+    doc = rig.w.add()
+    rig.board.press_exit()  # someone leaving holds the door open
+    rig.d.drain()
+    rig.board.set_door(True)
+    rig.d.drain()
+    rig.type(rig.code(doc) + "#")
+    rig.board.set_door(False)
+    rig.d.drain()
+    assert rig.w.store.get_order("O-1").status == "collected"
