@@ -147,7 +147,11 @@ def _start_sync(cfg: Config, stop: threading.Event) -> threading.Thread | None:
     from sync.agent import run
 
     thread = threading.Thread(
-        target=run, args=(cfg,), kwargs={"stop": stop}, name="sync", daemon=True
+        target=run,
+        args=(cfg,),
+        kwargs={"stop": stop, "store_logs": False},
+        name="sync",
+        daemon=True,
     )
     thread.start()
     return thread
