@@ -285,9 +285,14 @@ def build_door(
 
     closers: list[Callable[[], None]] = []
     clock = SystemClock()
-    store = _open(cfg)
-    closers.append(store.close)
-    logutil.attach_store(store, clock.wall, cfg.log.level)
+    try:
+        store = _open(cfg)
+        store_error: StoreError | None = None
+    except StoreError as exc:
+        # The exit button and the out-of-service screen must work even when the
+        # card is read-only or the file is broken: run on a stand-in and retry.
+        store, store_error = Store(":memory:"), exc
+    handler = logutil.attach_store(store, clock.wall, cfg.log.level)
     board = open_board(cfg.hardware, cfg.lock, clock=clock)
     closers.insert(0, board.close)
     display = None
@@ -297,7 +302,12 @@ def build_door(
 
         display = open_display(cfg.display, site_name=cfg.site.name, contact=cfg.site.contact)
         closers.insert(0, display.close)
-    daemon = DoorDaemon(cfg, store, board, clock, display=display, notifier=Notifier())
+    daemon = DoorDaemon(
+        cfg, store, board, clock, display=display, notifier=Notifier(), log_handler=handler
+    )
+    closers.append(lambda: daemon.store.close())  # noqa: PLW0108 - the store may be swapped
+    if store_error is not None:
+        daemon.start_without_store(store_error, lambda: _open(cfg))
     if printer is not None:
         from kiosk.i18n import render_text
 

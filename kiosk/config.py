@@ -474,6 +474,8 @@ def load(explicit: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return from_mapping(data, str(path))
 
 
@@ -511,7 +513,7 @@ def relay_fallback(explicit: str | os.PathLike[str] | None = None) -> HardwareCo
     try:
         data = tomllib.loads(resolve_path(explicit).read_text("utf-8"))
         table = data.get("hardware", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         table = {}
     kwargs: dict[str, Any] = {}
     if isinstance(table, dict):

@@ -96,6 +96,11 @@ class DoorDaemon:
     notifier: Notifier = field(default_factory=lambda: Notifier({}))
     screen_sinks: list[Callable[[Screen], None]] = field(default_factory=list)
     synced: Callable[[], bool] | None = None
+    # When the real store could not be opened at start (a read-only or broken
+    # card), the daemon runs out of service on a stand-in and calls this to
+    # open the real one again every STORE_RETRY_S.
+    reopen: Callable[[], Store] | None = None
+    log_handler: Any = None
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -174,9 +179,35 @@ class DoorDaemon:
             log.error("the store cannot be written, codes are refused until it can: %s", exc)
             self.board.buzzer.play("alarm")
             self.board.led.set("fault")
+            # The owner's alarm, stamped with when the outage began; it is the first
+            # thing written once the store takes writes again (then store_recovered).
+            self.backlog.append(
+                _Pending("store_unwritable", self.snap(), None, {"error": str(exc)[-200:]})
+            )
         self.store_ok = False
 
+    def start_without_store(self, exc: StoreError, reopen: Callable[[], Store]) -> None:
+        """Begin out of service on a stand-in store; ``reopen`` is retried."""
+        self.reopen = reopen
+        self._store_failed(exc)
+
+    def _swap_store(self, store: Store) -> None:
+        stand_in, self.store = self.store, store
+        self.audit.store = self.throttle.store = self.engine.store = store
+        if self.log_handler is not None:
+            self.log_handler.store = store
+        self.tclock.raise_floor(store.clock_floor())
+        self._last_door_status = ""
+        stand_in.close()
+
     def _retry_store(self) -> None:
+        if self.reopen is not None:
+            try:
+                store = self.reopen()
+            except StoreError:
+                return
+            self.reopen = None
+            self._swap_store(store)
         try:
             s = self.snap()
             with self.store.atomic():
