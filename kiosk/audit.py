@@ -9,8 +9,9 @@ it durably in one transaction before returning, so callers can rely on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +74,25 @@ def event_hash(event_without_hash: Mapping[str, Any]) -> str:
 class Audit:
     store: Store
     site: str
+    _tail: tuple[int, str] | None = field(default=None, init=False, repr=False)
+    _batching: bool = field(default=False, init=False, repr=False)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Record many events in one transaction, remembering the chain's tail.
+
+        Inside one write transaction no other process can append, so the last
+        seq and hash need not be read back for every event.
+        """
+        with self.store.atomic():
+            if self._batching:
+                yield
+                return
+            self._batching, self._tail = True, None
+            try:
+                yield
+            finally:
+                self._batching, self._tail = False, None
 
     def record(
         self,
@@ -89,12 +109,15 @@ class Audit:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
         with self.store.atomic():
-            last = self.store.last_event()
-            if last is not None:
-                seq, prev = last.seq + 1, last.hash
+            if self._tail is not None:
+                seq, prev = self._tail[0] + 1, self._tail[1]
             else:
-                anchor_seq, anchor_hash = self.store.chain_anchor()
-                seq, prev = anchor_seq + 1, anchor_hash
+                last = self.store.last_event()
+                if last is not None:
+                    seq, prev = last.seq + 1, last.hash
+                else:
+                    anchor_seq, anchor_hash = self.store.chain_anchor()
+                    seq, prev = anchor_seq + 1, anchor_hash
             body: dict[str, Any] = {
                 "v": 1,
                 "site": self.site,
@@ -116,6 +139,8 @@ class Audit:
                 body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
                 hash_=body["hash"],
             )
+            if self._batching:
+                self._tail = (seq, body["hash"])
         return body
 
 

@@ -268,7 +268,7 @@ class Intake:
     ) -> list[IntakeResult]:
         """Like accept, for a batch, in one transaction (fast on connect)."""
         results: list[IntakeResult] = []
-        with self.store.atomic():
+        with self.audit.batch():
             for doc, order_id, topic in docs:
                 guess = doc.get("order_id") if isinstance(doc, dict) else None
                 try:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,18 +40,16 @@ def b64url_encode(raw: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     """Decode unpadded (or padded) base64url; raises ValueError on bad input."""
-    if not isinstance(text, str) or not text:
-        raise ValueError("empty or non-string base64url")
-    stripped = text.rstrip("=")
-    if any(c not in _B64URL for c in stripped):
+    if not isinstance(text, str) or not _B64URL_RE.fullmatch(text):
         raise ValueError("not base64url")
+    stripped = text.rstrip("=")
     try:
         return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not base64url") from exc
 
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 def sha256_hex(data: bytes) -> str:
