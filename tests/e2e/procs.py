@@ -18,7 +18,8 @@ from kiosk.wire import public_key_text, sign_document
 SITE = "e2e-site"
 
 
-def env() -> dict[str, str]:
+def env(**extra: str) -> dict[str, str]:
+    """The environment for kiosk subprocesses: headless SDL, no inherited config."""
     e = dict(os.environ)
     e.update(
         {
@@ -30,6 +31,7 @@ def env() -> dict[str, str]:
     )
     e.pop("KIOSK_CONFIG", None)
     e.pop("NOTIFY_SOCKET", None)
+    e.update(extra)
     return e
 
 
@@ -62,13 +64,22 @@ def popen_kiosk(*args: str, config: Path) -> subprocess.Popen[str]:
 
 
 def write_config(
-    tmp: Path, hub: Ed25519PrivateKey, owner: Ed25519PrivateKey | None = None, extra: str = ""
+    tmp: Path,
+    hub: Ed25519PrivateKey,
+    owner: Ed25519PrivateKey | None = None,
+    extra: str = "",
+    *,
+    site: str = SITE,
+    mqtt_url: str = "",
+    keypad: str = "matrix",
 ) -> Path:
+    """A sim-board config in ``tmp`` (store ``tmp/kiosk.db``), trusting ``hub`` (and ``owner``)."""
     owner_line = f'owner_keys = ["{public_key_text(owner.public_key())}"]' if owner else ""
+    mqtt = f'[mqtt]\nurl = "{mqtt_url}"\n' if mqtt_url else ""
     cfg = tmp / "kiosk.toml"
     cfg.write_text(f"""
 [site]
-id = "{SITE}"
+id = "{site}"
 [store]
 path = "{tmp / "kiosk.db"}"
 [trust]
@@ -76,11 +87,12 @@ hub_keys = ["{public_key_text(hub.public_key())}"]
 {owner_line}
 [hardware]
 board = "sim"
+keypad = "{keypad}"
 [display]
 enabled = false
 [clock]
 trust_system_clock = "always"
-{extra}
+{mqtt}{extra}
 """)
     return cfg
 

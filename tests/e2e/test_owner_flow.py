@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from kiosk.wire import public_key_text
 from tests.broker import Broker
-from tests.e2e.procs import env, kiosk, popen_kiosk, wait_for
+from tests.e2e.procs import env, kiosk, popen_kiosk, wait_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -35,34 +38,22 @@ def ctl(
     )
 
 
-def kiosk_config(tmp: Path, site: str, broker: Broker, hub_pub: str, owner_pub: str) -> Path:
+def kiosk_config(tmp: Path, site: str, broker: Broker, hub: Path, owner: Path) -> Path:
+    """A kiosk trusting the keys kioskctl made, syncing with ``broker``."""
     d = tmp / site
     d.mkdir()
-    cfg = d / "kiosk.toml"
-    cfg.write_text(f"""
-[site]
-id = "{site}"
-[store]
-path = "{d / "kiosk.db"}"
-[trust]
-hub_keys = ["{hub_pub}"]
-owner_keys = ["{owner_pub}"]
-[mqtt]
-url = "{broker.url}"
-[hardware]
-board = "sim"
-[display]
-enabled = false
-[clock]
-trust_system_clock = "always"
-""")
-    return cfg
+    keys = [load_pem_private_key(k.read_bytes(), None) for k in (hub, owner)]
+    assert all(isinstance(k, Ed25519PrivateKey) for k in keys)
+    for path, key in zip((hub, owner), keys, strict=True):  # what keygen printed is the key
+        pub = path.with_name(path.name + ".pub").read_text().strip()
+        assert pub == public_key_text(key.public_key())  # type: ignore[union-attr]
+    return write_config(d, keys[0], keys[1], site=site, mqtt_url=broker.url)  # type: ignore[arg-type]
 
 
-def keygen(tmp: Path, name: str, broker: Broker) -> tuple[Path, str]:
+def keygen(tmp: Path, name: str, broker: Broker) -> Path:
     out = ctl("keygen", "--out", str(tmp / name), broker=broker)
     assert out.returncode == 0, out.stderr
-    return tmp / name, (tmp / f"{name}.pub").read_text().strip()
+    return tmp / name
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -76,11 +67,11 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 def test_owner_and_hub_round_trip(tmp_path: Path, broker: Broker) -> None:
-    hub_key, hub_pub = keygen(tmp_path, "hub", broker)
-    owner_key, owner_pub = keygen(tmp_path, "owner", broker)
+    hub_key = keygen(tmp_path, "hub", broker)
+    owner_key = keygen(tmp_path, "owner", broker)
     site, other = "shop-a", "shop-b"
-    cfg = kiosk_config(tmp_path, site, broker, hub_pub, owner_pub)
-    cfg_b = kiosk_config(tmp_path, other, broker, hub_pub, owner_pub)
+    cfg = kiosk_config(tmp_path, site, broker, hub_key, owner_key)
+    cfg_b = kiosk_config(tmp_path, other, broker, hub_key, owner_key)
     procs = [
         popen_kiosk("sync", config=cfg),
         popen_kiosk("door", config=cfg),

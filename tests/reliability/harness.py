@@ -34,60 +34,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk.audit import verify_store
 from kiosk.sample import order_doc
 from kiosk.store import Store
-from kiosk.wire import public_key_text, sign_document
+from kiosk.wire import sign_document
+from tests.e2e.procs import env
+from tests.e2e.procs import kiosk as e2e_kiosk
+from tests.e2e.procs import write_config as e2e_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "rel-site"
 ENERGIZED = "relay energized"  # hardware.devices logs this after the pin went to energizing
 
 
-def env(**extra: str) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(
-        {
-            "SDL_VIDEODRIVER": "dummy",
-            "SDL_AUDIODRIVER": "dummy",
-            "PYGAME_HIDE_SUPPORT_PROMPT": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    e.pop("KIOSK_CONFIG", None)
-    e.pop("NOTIFY_SOCKET", None)
-    e.update(extra)
-    return e
-
-
 def write_config(tmp: Path, hub: Ed25519PrivateKey, *, mqtt_url: str = "",
                  owner: Ed25519PrivateKey | None = None) -> Path:
     """A sim-board config; keys on stdin post straight to the daemon (no matrix scan)."""
-    owner_line = f'owner_keys = ["{public_key_text(owner.public_key())}"]' if owner else ""
-    mqtt = f'[mqtt]\nurl = "{mqtt_url}"\ninflight = 10\n' if mqtt_url else ""
-    cfg = tmp / "kiosk.toml"
-    cfg.write_text(f"""
-[site]
-id = "{SITE}"
-[store]
-path = "{tmp / "kiosk.db"}"
-[trust]
-hub_keys = ["{public_key_text(hub.public_key())}"]
-{owner_line}
-[hardware]
-board = "sim"
-keypad = "keyboard"
-[display]
-enabled = false
-[clock]
-trust_system_clock = "always"
-{mqtt}
-""")
-    return cfg
+    return e2e_config(tmp, hub, owner, "inflight = 10" if mqtt_url else "", site=SITE,
+                      mqtt_url=mqtt_url, keypad="keyboard")
 
 
 def kiosk(*args: str, config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kiosk.cli", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, env=env(), check=False, cwd=ROOT,
-    )
+    return e2e_kiosk(*args, config=config, timeout=timeout)
 
 
 def import_orders(config: Path, tmp: Path, hub: Ed25519PrivateKey, n: int) -> list[dict[str, Any]]:
