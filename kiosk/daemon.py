@@ -314,8 +314,7 @@ class DoorDaemon:
             self._act(actions)
         if self.machine.holding:
             self.board.lock.energize(self.cfg.lock.release_s)  # renew the lease
-        if self.entry.expire(mono):
-            pass
+        self.entry.expire(mono)
         if (
             self.lang != self.cfg.display.language
             and mono - self.lang_changed_at > LANGUAGE_REVERT_S

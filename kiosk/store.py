@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlite_utils
 
@@ -28,7 +28,6 @@ from kiosk.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 ZERO_HASH = "0" * 64
 
@@ -287,14 +286,6 @@ class Store:
                 return self._conn.execute(sql, params)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
-
-    def write(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` inside one transaction, converting SQLite errors."""
-        try:
-            with self.atomic():
-                return fn()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: write failed: {exc}") from exc
 
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])

@@ -123,3 +123,19 @@ def test_relock_works_with_a_broken_config(tmp_path: Path) -> None:
     bad.write_text('[hardware]\nboard = "sim"\nrelay_pin = 5\nnonsense = 1\n')
     out = kiosk("relock", config=bad)
     assert out.returncode == 0 and "relay pin 5" in out.stderr
+
+
+def test_backup_is_a_consistent_private_copy(setup: tuple[Path, Ed25519PrivateKey],
+                                            tmp_path: Path) -> None:
+    cfg, hub = setup
+    f = tmp_path / "o.json"
+    f.write_text(json.dumps(signed_orders(hub, 2)))
+    kiosk("orders", "import", str(f), config=cfg)
+    dest = tmp_path / "backup.db"
+    out = kiosk("backup", str(dest), config=cfg)
+    assert out.returncode == 0, out.stderr
+    assert dest.stat().st_mode & 0o777 == 0o600
+    copy = sqlite3.connect(dest)
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+    assert kiosk("backup", str(dest), config=cfg).returncode == 1  # never overwrites
