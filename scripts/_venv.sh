@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/run and scripts/test: Debian packages, then the venv.
 # Usage: source scripts/_venv.sh; ensure_debs PKG...; ensure_venv EXTRA
 set -euo pipefail
