@@ -55,36 +55,10 @@ while (($#)); do
     shift
 done
 
-say() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
+# shellcheck source=scripts/_install_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_install_lib.sh"
 warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
-
-quoted() {
-    local out='' arg
-    for arg in "$@"; do out+="$(printf '%q' "$arg") "; done
-    printf '%s' "${out% }"
-}
-
-staging() { [[ -n $DESTDIR || $DRY_RUN == 1 ]]; }
-
-# A change to the system itself: printed instead of run when staging.
-sys_run() {
-    if staging; then
-        printf 'would run: %s\n' "$(quoted "$@")"
-    else
-        "$@"
-    fi
-}
-
-# A change to files under $DESTDIR: printed instead of run on --dry-run only.
-fs_run() {
-    if [[ $DRY_RUN == 1 ]]; then
-        printf 'would run: %s\n' "$(quoted "$@")"
-    else
-        "$@"
-    fi
-}
 
 have_systemd() { [[ -d /run/systemd/system ]]; }
 has_gpiochip() { compgen -G '/dev/gpiochip*' >/dev/null; }

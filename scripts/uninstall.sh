@@ -38,32 +38,8 @@ while (($#)); do
     shift
 done
 
-say() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
-
-quoted() {
-    local out='' arg
-    for arg in "$@"; do out+="$(printf '%q' "$arg") "; done
-    printf '%s' "${out% }"
-}
-
-staging() { [[ -n $DESTDIR || $DRY_RUN == 1 ]]; }
-
-sys_run() {
-    if staging; then
-        printf 'would run: %s\n' "$(quoted "$@")"
-    else
-        "$@"
-    fi
-}
-
-fs_run() {
-    if [[ $DRY_RUN == 1 ]]; then
-        printf 'would run: %s\n' "$(quoted "$@")"
-    else
-        "$@"
-    fi
-}
+# shellcheck source=scripts/_install_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_install_lib.sh"
 
 if ! staging && ((EUID != 0)); then
     printf 'uninstall.sh: run me as root: sudo %s\n' "$0" >&2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -184,11 +183,11 @@ def test_install_rejects_unknown_options(checkout: Path) -> None:
     assert "unknown option --bogus" in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-def test_shellcheck() -> None:
+def test_shellcheck() -> None:  # scripts/test installs shellcheck
     proc = subprocess.run(
-        ["shellcheck", str(REPO / "scripts/install.sh"), str(REPO / "scripts/uninstall.sh")],
-        capture_output=True, text=True, check=False,
+        ["shellcheck", "-x", "scripts/install.sh", "scripts/uninstall.sh", "scripts/run",
+         "scripts/test"],
+        capture_output=True, text=True, check=False, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout
 
