@@ -139,3 +139,16 @@ def test_backup_is_a_consistent_private_copy(setup: tuple[Path, Ed25519PrivateKe
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert copy.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
     assert kiosk("backup", str(dest), config=cfg).returncode == 1  # never overwrites
+
+
+def test_screenshots_renders_every_screen_in_both_languages(
+    setup: tuple[Path, Ed25519PrivateKey], tmp_path: Path
+) -> None:
+    cfg, _ = setup
+    out = kiosk("screenshots", str(tmp_path / "shots"), config=cfg)
+    assert out.returncode == 0, out.stderr
+    names = {p.name for p in (tmp_path / "shots").glob("*.png")}
+    for lang in ("zh", "en"):
+        assert f"{lang}-800x480-idle.png" in names
+        assert f"{lang}-800x480-refused-not_paid.png" in names
+    assert all((tmp_path / "shots" / n).stat().st_size > 1000 for n in names)
