@@ -109,13 +109,3 @@ def events(config: Path) -> list[dict[str, Any]]:
     out = kiosk("events", "--json", config=config)
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")

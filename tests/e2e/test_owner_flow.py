@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from kiosk.wire import public_key_text
 from tests.broker import Broker
-from tests.e2e.procs import env, kiosk, popen_kiosk, wait_for, write_config
+from tests.e2e.procs import env, kiosk, popen_kiosk, write_config
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

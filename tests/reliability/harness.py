@@ -38,6 +38,7 @@ from kiosk.wire import sign_document
 from tests.e2e.procs import env
 from tests.e2e.procs import kiosk as e2e_kiosk
 from tests.e2e.procs import write_config as e2e_config
+from tests.polling import wait_for as wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "rel-site"
@@ -70,7 +71,37 @@ def import_orders(config: Path, tmp: Path, hub: Ed25519PrivateKey, n: int) -> li
     return docs
 
 
-class DoorProc:
+class _Proc:
+    """A ``kiosk`` subprocess with its stderr in a file; killed or stopped once."""
+
+    proc: subprocess.Popen[bytes]
+    _err: IO[bytes]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(5)
+        self._close()
+        return rc
+
+    def _close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        self._err.close()
+
+
+class DoorProc(_Proc):
     """One ``kiosk door`` process; stderr goes to a file so a kill loses none of it."""
 
     _count = 0
@@ -109,28 +140,8 @@ class DoorProc:
         self.proc.stdin.write(text.encode())
         self.proc.stdin.flush()
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._close()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait(5)
-        self._close()
-        return rc
-
     def _close(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        self._err.close()
+        super()._close()
         self.sock.close()
 
     def stderr(self) -> str:
@@ -351,7 +362,7 @@ def _outcomes(db: Path) -> Counter[str]:
 # ----- the sync agent under SIGKILL and broker faults -----------------------------
 
 
-class SyncProc:
+class SyncProc(_Proc):
     """One ``kiosk sync`` process, stderr to a file."""
 
     def __init__(self, config: Path, workdir: Path) -> None:
@@ -363,22 +374,6 @@ class SyncProc:
             env=env(), cwd=ROOT, start_new_session=True,
         )
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._err.close()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait(5)
-        self._err.close()
-        return rc
 
 
 def outbox_size(db: Path) -> int:
@@ -406,29 +401,6 @@ def stored_bodies(db: Path) -> dict[int, str]:
         return {int(s): str(b) for s, b in con.execute("SELECT seq, body FROM events")}
     finally:
         con.close()
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.05) -> Any:
-    """Bounded polling for real processes and a real broker."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def dedup(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """First copy of each event_id, in arrival order (what a receiver keeps)."""
-    seen: set[str] = set()
-    out = []
-    for ev in events:
-        if ev["event_id"] not in seen:
-            seen.add(ev["event_id"])
-            out.append(ev)
-    return out
 
 
 def open_door(door: DoorProc, db: Path, book: CodeBook, timeout: float = 10.0) -> float:

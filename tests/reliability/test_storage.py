@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk.audit import verify_store
 from kiosk.daemon import STORE_RETRY_S
 from kiosk.inputs import ExitPressed
-from tests.e2e.procs import wait_for
 from tests.kiosk.test_daemon import Rig
+from tests.polling import wait_for
 from tests.reliability.harness import DoorProc, import_orders, write_config
 
 needs_root = pytest.mark.skipif(

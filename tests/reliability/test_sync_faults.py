@@ -20,18 +20,18 @@ from kiosk.audit import Audit, verify_chain
 from kiosk.clock import SystemClock, TrustedClock
 from kiosk.store import Store
 from tests.broker import Broker
+from tests.polling import dedup
+from tests.polling import wait_for as wait_until
 from tests.reliability.harness import (
     SITE,
     CodeBook,
     DoorProc,
     SyncProc,
     count_events,
-    dedup,
     import_orders,
     open_door,
     outbox_size,
     stored_bodies,
-    wait_until,
     write_config,
 )
 from tests.sync import OWNER, Watcher, command

@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from kiosk.audit import rfc3339
 from kiosk.clock import FakeClock
 from kiosk.config import Config, from_mapping
 from kiosk.wire import public_key_text, sign_document
+from tests.polling import wait_for
 
 SITE = "test-site-01"
 T0 = 1_780_000_000.0
@@ -87,20 +86,6 @@ def command(cmd_id: str, cmd: str = "unlock", *, site: str = SITE,
 
 def as_bytes(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode("utf-8")
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
-             tick: Callable[[], None] | None = None) -> Any:
-    """Poll until ``pred()`` is truthy (network delivery), bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        if tick is not None:
-            tick()
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
 from tests.broker import Broker
+from tests.polling import wait_for
 from tests.sync import (
     HUB,
     OWNER,
@@ -22,7 +23,6 @@ from tests.sync import (
     command,
     make_config,
     topic,
-    wait_for,
 )
 
 pytestmark = pytest.mark.broker

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +14,7 @@ from kiosk.audit import Audit, verify_chain
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
 from tests.broker import Broker
+from tests.polling import dedup, wait_for
 from tests.sync import (
     SITE,
     T0,
@@ -24,7 +24,6 @@ from tests.sync import (
     config_dict,
     make_config,
     topic,
-    wait_for,
     write_toml,
 )
 
@@ -41,16 +40,6 @@ def fill(store: Store, n: int) -> None:
     with store.atomic():
         for i in range(n):
             audit.record("door_opened", snap, detail={"i": i})
-
-
-def deduped(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[str] = set()
-    out = []
-    for ev in events:
-        if ev["event_id"] not in seen:
-            seen.add(ev["event_id"])
-            out.append(ev)
-    return out
 
 
 def test_events_and_logs_drain_in_order_and_are_acked(broker: Broker, tmp_path: Path) -> None:
@@ -96,14 +85,14 @@ def test_broker_restart_mid_drain_loses_nothing(tmp_path: Path) -> None:
         wait_for(lambda: store.outbox_size() == 0, timeout=60, what="drained after restart",
                  tick=lambda: clock.advance(0.5))  # backoff runs on the injected clock
         try:
-            wait_for(lambda: len(deduped(hub.on("/events"))) >= 3000, timeout=10,
+            wait_for(lambda: len(dedup(hub.on("/events"))) >= 3000, timeout=10,
                      what="every event at the hub")
         except AssertionError:
             got = {e["seq"] for e in hub.on("/events")}
             missing = sorted(set(range(1, 3001)) - got)
             raise AssertionError(f"{len(missing)} missing: {missing[:5]}..{missing[-5:]}; "
                                  f"got {len(hub.on('/events'))}") from None
-    events = deduped(hub.on("/events"))
+    events = dedup(hub.on("/events"))
     assert [e["seq"] for e in events] == list(range(1, 3001))
     assert verify_chain(events) == 3000
     hub.stop()
@@ -125,7 +114,7 @@ def test_agent_sigkill_mid_drain_then_restart(broker: Broker, tmp_path: Path) ->
         assert 0 < left < 4000, "kill did not land mid-drain"
         proc = agent_process(conf)
         wait_for(lambda: store.outbox_size() == 0, timeout=60, what="drained after restart")
-        wait_for(lambda: len(deduped(hub.on("/events"))) >= 4000, what="every event")
+        wait_for(lambda: len(dedup(hub.on("/events"))) >= 4000, what="every event")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
@@ -133,7 +122,7 @@ def test_agent_sigkill_mid_drain_then_restart(broker: Broker, tmp_path: Path) ->
             proc.kill()
             proc.wait(5)
     events = hub.on("/events")
-    unique = deduped(events)
+    unique = dedup(events)
     assert [e["seq"] for e in unique] == list(range(1, 4001))
     assert verify_chain(unique) == 4000
     # Duplicates are only the un-acknowledged tail at the kill, never more.

@@ -11,7 +11,8 @@ import pytest
 
 from kiosk.store import Store
 from tests.broker import Broker
-from tests.sync import AgentThread, Watcher, as_bytes, make_config, order, topic, wait_for
+from tests.polling import wait_for
+from tests.sync import AgentThread, Watcher, as_bytes, make_config, order, topic
 
 pytestmark = pytest.mark.broker
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from kiosk.store import Store
 from tests.broker import Broker
+from tests.polling import wait_for
 from tests.sync import (
     OWNER,
     STRANGER,
@@ -22,7 +23,6 @@ from tests.sync import (
     make_config,
     order,
     topic,
-    wait_for,
 )
 
 pytestmark = pytest.mark.broker

@@ -17,7 +17,8 @@ from cryptography.x509.oid import NameOID
 
 from kiosk.store import Store
 from tests.broker import Broker, free_port
-from tests.sync import SITE, AgentThread, Watcher, as_bytes, make_config, order, topic, wait_for
+from tests.polling import wait_for
+from tests.sync import SITE, AgentThread, Watcher, as_bytes, make_config, order, topic
 
 pytestmark = pytest.mark.broker
 

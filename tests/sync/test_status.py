@@ -13,7 +13,8 @@ from kiosk.clock import FakeClock
 from kiosk.store import Store
 from sync.agent import run
 from tests.broker import Broker
-from tests.sync import T0, AgentThread, Watcher, make_config, topic, wait_for
+from tests.polling import wait_for
+from tests.sync import T0, AgentThread, Watcher, make_config, topic
 
 
 @pytest.mark.broker
