@@ -415,7 +415,7 @@ class DoorDaemon:
         order = decision.order
         assert order is not None
         try:
-            with self.store.atomic():  # audit before action, in one commit
+            with self.audit.batch():  # audit before action, in one commit
                 if not self.engine.mark_used(decision, snap.now):
                     raise _Replayed
                 self.audit.record(
