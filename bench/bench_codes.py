@@ -28,7 +28,7 @@ from kiosk.orders import Intake
 from kiosk.sample import order_doc
 from kiosk.store import Store
 from kiosk.throttle import Throttle
-from kiosk.wire import Keyring, public_key_text, sign_document
+from protocol.keys import Keyring, public_key_text, sign_document
 
 SITE = "bench-site"
 
@@ -44,23 +44,27 @@ def main() -> None:
     cfg = cfg.replace("throttle", keypad_burst=100)  # measure checking, not throttling
     now = time.time()
     t0 = time.perf_counter()
-    docs = [sign_document(order_doc(SITE, f"B-{i}", f"{i:05d}", now=now), hub)
-            for i in range(args.orders)]
+    docs = [
+        sign_document(order_doc(SITE, f"B-{i}", f"{i:05d}", now=now), hub)
+        for i in range(args.orders)
+    ]
     sign_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as d:
         store = Store(Path(d) / "k.db")
         snap = TrustedClock(SystemClock(), synced=True).snapshot()
-        intake = Intake(store, Audit(store, SITE), Keyring(cfg.trust.hub_keys), site=SITE,
-                        width=5)
+        intake = Intake(store, Audit(store, SITE), Keyring(cfg.trust.hub_keys), site=SITE, width=5)
         t0 = time.perf_counter()
         for start in range(0, len(docs), 500):
-            intake.accept_many([(x, None, None) for x in docs[start:start + 500]], snap,
-                               source="bench")
+            intake.accept_many(
+                [(x, None, None) for x in docs[start : start + 500]], snap, source="bench"
+            )
         import_s = time.perf_counter() - t0
         assert store.count_orders() == args.orders
         print(f"signing {args.orders} orders (hub side): {sign_s:.2f} s")
-        print(f"import {args.orders} signed orders: {import_s:.2f} s, "
-              f"{args.orders / import_s:,.0f} orders/s")
+        print(
+            f"import {args.orders} signed orders: {import_s:.2f} s, "
+            f"{args.orders / import_s:,.0f} orders/s"
+        )
 
         engine = CodeEngine(store, cfg.codes, Throttle(store, cfg.throttle), width=5)
         rng = random.Random(1)
@@ -79,15 +83,20 @@ def main() -> None:
             doc = docs[rng.randrange(len(docs))]
             value = pyotp.TOTP(doc["otp"]["secret"]).at(time.time())
             t0 = time.perf_counter()
-            found = [no for no, s in secrets if pyotp.TOTP(s).verify(value, for_time=time.time(),
-                                                                   valid_window=1)]
+            found = [
+                no
+                for no, s in secrets
+                if pyotp.TOTP(s).verify(value, for_time=time.time(), valid_window=1)
+            ]
             base.append(time.perf_counter() - t0)
             assert doc["pickup_no"] in found
         store.close()
     print(summary("'#' to decision, index look-up", ours))
     print(summary("baseline, pyotp over every order", base))
-    print(f"ratio p50 baseline/ours: {pct(base, 50) / pct(ours, 50):,.0f}x "
-          f"(budget >= 50x); p99 ours {pct(ours, 99) * 1000:.3f} ms (budget 5 ms)")
+    print(
+        f"ratio p50 baseline/ours: {pct(base, 50) / pct(ours, 50):,.0f}x "
+        f"(budget >= 50x); p99 ours {pct(ours, 99) * 1000:.3f} ms (budget 5 ms)"
+    )
 
 
 if __name__ == "__main__":

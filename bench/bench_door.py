@@ -37,7 +37,7 @@ from kiosk.inputs import KeyPressed
 from kiosk.orders import Intake
 from kiosk.sample import order_doc
 from kiosk.store import Store
-from kiosk.wire import Keyring, public_key_text, sign_document
+from protocol.keys import Keyring, public_key_text, sign_document
 
 SITE = "bench-site"
 
@@ -49,8 +49,9 @@ def fill(path: Path, n: int, hub: Ed25519PrivateKey, cfg: Config) -> list[dict]:
     intake = Intake(store, Audit(store, SITE), Keyring(cfg.trust.hub_keys), site=SITE, width=5)
     snap = TrustedClock(SystemClock(), synced=True).snapshot()
     for start in range(0, n, 500):
-        intake.accept_many([(d, None, None) for d in docs[start:start + 500]], snap,
-                           source="bench")
+        intake.accept_many(
+            [(d, None, None) for d in docs[start : start + 500]], snap, source="bench"
+        )
     store.close()
     return docs
 
@@ -85,12 +86,21 @@ def process_figures(cfg_path: Path, idle_s: float) -> tuple[float, float, float]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(30)
-    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), SDL_VIDEODRIVER="dummy",
-               PYGAME_HIDE_SUPPORT_PROMPT="1")
+    env = dict(
+        os.environ,
+        NOTIFY_SOCKET=str(sock_path),
+        SDL_VIDEODRIVER="dummy",
+        PYGAME_HIDE_SUPPORT_PROMPT="1",
+    )
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", "--config", str(cfg_path), "door"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk.cli", "--config", str(cfg_path), "door"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         while True:
             msg = sock.recv(4096).decode()
@@ -107,9 +117,11 @@ def process_figures(cfg_path: Path, idle_s: float) -> tuple[float, float, float]
         c0, w0 = cpu(), time.perf_counter()
         time.sleep(idle_s)
         cpu_pct = (cpu() - c0) / (time.perf_counter() - w0) * 100
-        rss_kb = next(int(line.split()[1]) for line in
-                      Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                      if line.startswith("VmRSS:"))
+        rss_kb = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
     finally:
         proc.terminate()
         proc.wait(20)
@@ -153,8 +165,9 @@ trust_system_clock = "always"
 """)
         ready_s, cpu_pct, rss_mb = process_figures(cfg_path, args.idle)
         print(f"start to ready (spawn to READY=1): {ready_s:.2f} s (budget 1.5 s)")
-        print(f"idle CPU over {args.idle:g} s, display on: {cpu_pct:.2f} % of one core "
-              f"(budget 2 %)")
+        print(
+            f"idle CPU over {args.idle:g} s, display on: {cpu_pct:.2f} % of one core (budget 2 %)"
+        )
         print(f"resident memory: {rss_mb:.1f} MB (budget 80 MB)")
 
 

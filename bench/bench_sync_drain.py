@@ -51,8 +51,7 @@ def bare(port: int, bodies: list[bytes], round_no: int) -> float:
         if acked >= len(bodies):
             done.set()
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{round_no}",
-                    protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{round_no}", protocol=mqtt.MQTTv5)
     c.on_connect = on_connect
     c.on_publish = on_publish
     start = time.perf_counter()
@@ -70,11 +69,14 @@ def bare(port: int, bodies: list[bytes], round_no: int) -> float:
 
 
 def agent(port: int, db: Path, n: int, round_no: int) -> float:
-    cfg = from_mapping({
-        "site": {"id": SITE},
-        "store": {"path": str(db)},
-        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "client_id": f"agent-{round_no}"},
-    }, "bench")
+    cfg = from_mapping(
+        {
+            "site": {"id": SITE},
+            "store": {"path": str(db)},
+            "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "client_id": f"agent-{round_no}"},
+        },
+        "bench",
+    )
     a = Agent(cfg, SystemClock(), threading.Event(), random.Random(1))
     try:
         a.store._x("UPDATE events SET acked = 0, acked_at = NULL")
@@ -116,9 +118,11 @@ def main() -> None:
         finally:
             broker.stop()
     b, a = statistics.median(bares), statistics.median(agents)
-    print(f"drain {n} queued events (median of {rounds}): bare paho QoS 1 {b:.3f} s "
-          f"({n / b:,.0f}/s); agent {a:.3f} s ({n / a:,.0f}/s), ratio {a / b:.2f} x "
-          f"(budget 2.00 x)")
+    print(
+        f"drain {n} queued events (median of {rounds}): bare paho QoS 1 {b:.3f} s "
+        f"({n / b:,.0f}/s); agent {a:.3f} s ({n / a:,.0f}/s), ratio {a / b:.2f} x "
+        f"(budget 2.00 x)"
+    )
 
 
 if __name__ == "__main__":

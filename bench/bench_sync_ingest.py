@@ -43,8 +43,14 @@ def publish_all(port: int, n: int) -> None:
     infos = []
     for i in range(n):
         doc = order(f"B-{i:06d}", pickup_no=f"{i:05d}")
-        infos.append(c.publish(topic("orders", f"B-{i:06d}"),
-                               json.dumps(doc, ensure_ascii=False).encode(), qos=1, retain=True))
+        infos.append(
+            c.publish(
+                topic("orders", f"B-{i:06d}"),
+                json.dumps(doc, ensure_ascii=False).encode(),
+                qos=1,
+                retain=True,
+            )
+        )
     for info in infos:
         info.wait_for_publish(30)
     c.loop_stop()
@@ -64,8 +70,7 @@ def bare(port: int, n: int, round_no: int) -> float:
         if got >= n:
             done.set()
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{round_no}",
-                    protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{round_no}", protocol=mqtt.MQTTv5)
     c.on_connect = on_connect
     c.on_message = on_message
     start = time.perf_counter()
@@ -80,12 +85,15 @@ def bare(port: int, n: int, round_no: int) -> float:
 
 
 def agent(port: int, n: int, round_no: int, work: Path, db: str = "") -> float:
-    cfg = from_mapping({
-        "site": {"id": SITE, "pickup_no_width": 5},
-        "store": {"path": str(work / (db or f"ingest-{round_no}.db"))},
-        "trust": {"hub_keys": [pub(HUB)]},
-        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "client_id": f"agent-{round_no}"},
-    }, "bench")
+    cfg = from_mapping(
+        {
+            "site": {"id": SITE, "pickup_no_width": 5},
+            "store": {"path": str(work / (db or f"ingest-{round_no}.db"))},
+            "trust": {"hub_keys": [pub(HUB)]},
+            "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "client_id": f"agent-{round_no}"},
+        },
+        "bench",
+    )
     a = Agent(cfg, SystemClock(), threading.Event(), random.Random(1))
     try:
         a.open()
@@ -110,8 +118,9 @@ def main() -> None:
         work = Path(tmp)
         # mosquitto drops what exceeds max_queued_messages (default 1,000) even for
         # the retained burst on subscribe: a kiosk's broker must raise it (docs).
-        broker = Broker(work / "broker", persistence=False,
-                        extra_conf=["max_queued_messages 0"]).start()
+        broker = Broker(
+            work / "broker", persistence=False, extra_conf=["max_queued_messages 0"]
+        ).start()
         try:
             t = time.perf_counter()
             publish_all(broker.port, n)
@@ -122,15 +131,19 @@ def main() -> None:
                 agents.append(agent(broker.port, n, r, work))
                 # The same kiosk reconnecting: every retained order comes again.
                 replays.append(agent(broker.port, n, r + 100, work, f"ingest-{r}.db"))
-                print(f"round {r + 1}: bare {bares[-1]:.3f} s, agent first ingest "
-                      f"{agents[-1]:.3f} s, agent replay on reconnect {replays[-1]:.3f} s")
+                print(
+                    f"round {r + 1}: bare {bares[-1]:.3f} s, agent first ingest "
+                    f"{agents[-1]:.3f} s, agent replay on reconnect {replays[-1]:.3f} s"
+                )
         finally:
             broker.stop()
     b, a, p = statistics.median(bares), statistics.median(agents), statistics.median(replays)
-    print(f"ingest {n} retained orders (median of {rounds}): bare paho {b:.3f} s "
-          f"({n / b:,.0f}/s); agent first ingest {a:.3f} s ({n / a:,.0f}/s), ratio "
-          f"{a / b:.2f} x; agent replay on reconnect {p:.3f} s, ratio {p / b:.2f} x "
-          f"(budget 2.00 x)")
+    print(
+        f"ingest {n} retained orders (median of {rounds}): bare paho {b:.3f} s "
+        f"({n / b:,.0f}/s); agent first ingest {a:.3f} s ({n / a:,.0f}/s), ratio "
+        f"{a / b:.2f} x; agent replay on reconnect {p:.3f} s, ratio {p / b:.2f} x "
+        f"(budget 2.00 x)"
+    )
 
 
 if __name__ == "__main__":

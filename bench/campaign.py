@@ -44,8 +44,9 @@ def door(args: argparse.Namespace, tmp: Path) -> None:
         if n % 50 == 0:
             print(f"  {n} kills, {time.monotonic() - t0:.0f} s", flush=True)
 
-    res = door_crash_campaign(tmp, kills=args.kills, seed=args.seed,
-                              orders=max(200, args.kills), progress=progress)
+    res = door_crash_campaign(
+        tmp, kills=args.kills, seed=args.seed, orders=max(200, args.kills), progress=progress
+    )
     print(f"door: {res.summary()} ({time.monotonic() - t0:.0f} s)")
 
 
@@ -76,14 +77,18 @@ def brute(args: argparse.Namespace, tmp: Path) -> None:
     failed = [a for ok, a in results if not ok]
     rate = wins / args.nights
     sigma = (report.p_night * (1 - report.p_night) / args.nights) ** 0.5
-    print(f"brute: {args.nights} simulated {report.night_hours:g}-hour nights, {orders} orders, "
-          f"{digits}-digit codes, default policy: door opened in {wins} nights "
-          f"(rate {rate:.4f}, bound p_night {report.p_night:.4f}, +-{sigma:.4f} 1 sigma); "
-          f"guesses per failed night max {max(failed)} (bound {report.guesses_per_night}) "
-          f"({time.monotonic() - t0:.0f} s)")
+    print(
+        f"brute: {args.nights} simulated {report.night_hours:g}-hour nights, {orders} orders, "
+        f"{digits}-digit codes, default policy: door opened in {wins} nights "
+        f"(rate {rate:.4f}, bound p_night {report.p_night:.4f}, +-{sigma:.4f} 1 sigma); "
+        f"guesses per failed night max {max(failed)} (bound {report.guesses_per_night}) "
+        f"({time.monotonic() - t0:.0f} s)"
+    )
     six = bound(Config(), 500)
-    print(f"brute: with real 6-digit codes and 500 orders `kiosk security` bounds p_night at "
-          f"{six.p_night:.2e} ({six.guesses_per_night} guesses a night)")
+    print(
+        f"brute: with real 6-digit codes and 500 orders `kiosk security` bounds p_night at "
+        f"{six.p_night:.2e} ({six.guesses_per_night} guesses a night)"
+    )
 
 
 def main() -> None:

@@ -19,5 +19,7 @@ def pct(values: list[float], p: float) -> float:
 
 def summary(name: str, seconds: list[float]) -> str:
     ms = [s * 1000 for s in seconds]
-    return (f"{name}: n={len(ms)} p50={pct(ms, 50):.3f} ms p99={pct(ms, 99):.3f} ms "
-            f"mean={statistics.fmean(ms):.3f} ms")
+    return (
+        f"{name}: n={len(ms)} p50={pct(ms, 50):.3f} ms p99={pct(ms, 99):.3f} ms "
+        f"mean={statistics.fmean(ms):.3f} ms"
+    )

@@ -37,7 +37,7 @@ from kiosk.inputs import DoorChanged, KeyPressed
 from kiosk.orders import Intake
 from kiosk.sample import order_doc
 from kiosk.store import Store
-from kiosk.wire import Keyring, public_key_text, sign_document
+from protocol.keys import Keyring, public_key_text, sign_document
 
 SITE = "budget-site"
 
@@ -54,17 +54,23 @@ class Bench:
     def __init__(self, folder: Path, orders: int) -> None:
         hub = Ed25519PrivateKey.generate()
         self.clock = FakeClock()
-        cfg = (Config().replace("site", id=SITE).replace("hardware", board="sim", keypad="none")
-               .replace("display", enabled=False)
-               .replace("trust", hub_keys=(public_key_text(hub.public_key()),)))
+        cfg = (
+            Config()
+            .replace("site", id=SITE)
+            .replace("hardware", board="sim", keypad="none")
+            .replace("display", enabled=False)
+            .replace("trust", hub_keys=(public_key_text(hub.public_key()),))
+        )
         self.cfg = cfg
         self.store = Store(folder / "kiosk.db")
-        intake = Intake(self.store, Audit(self.store, SITE), Keyring(cfg.trust.hub_keys, ()),
-                        site=SITE, width=3)
+        intake = Intake(
+            self.store, Audit(self.store, SITE), Keyring(cfg.trust.hub_keys, ()), site=SITE, width=3
+        )
         snap = TrustedClock(self.clock, synced=True).snapshot()
-        self.docs = [sign_document(order_doc(SITE, f"W-{i}", f"{i:03d}",
-                                             now=self.clock.wall()), hub)
-                     for i in range(orders)]
+        self.docs = [
+            sign_document(order_doc(SITE, f"W-{i}", f"{i:03d}", now=self.clock.wall()), hub)
+            for i in range(orders)
+        ]
         intake.accept_many([(d, None, None) for d in self.docs], snap, source="bench")
         self.board = SimBoard(cfg.hardware, cfg.lock, clock=self.clock, threads=False)
         self.d = DoorDaemon(cfg, self.store, self.board, self.clock, synced=lambda: True)
@@ -138,10 +144,18 @@ def main() -> None:
     p.add_argument("--pickups", type=int, default=200)
     p.add_argument("--dir", help="folder for the store (default: a temporary folder on disk)")
     p.add_argument("--card-gb", type=float, default=32.0)
-    p.add_argument("--pe-cycles", type=float, default=1000.0,
-                   help="program/erase cycles of the card's flash (TLC: 500 to 3000)")
-    p.add_argument("--write-amp", type=float, default=4.0,
-                   help="assumed write amplification of the card's controller for small writes")
+    p.add_argument(
+        "--pe-cycles",
+        type=float,
+        default=1000.0,
+        help="program/erase cycles of the card's flash (TLC: 500 to 3000)",
+    )
+    p.add_argument(
+        "--write-amp",
+        type=float,
+        default=4.0,
+        help="assumed write amplification of the card's controller for small writes",
+    )
     p.add_argument("--pickups-per-day", type=float, default=150.0)
     args = p.parse_args()
     logging.getLogger().setLevel(logging.INFO)  # records go to the store, not to stderr
@@ -152,16 +166,24 @@ def main() -> None:
     per_day = per_pickup * args.pickups_per_day + per_hour * 24
     endurance = args.card_gb * 1e9 * args.pe_cycles
     years = endurance / (per_day * args.write_amp) / 365
-    print(f"per pickup: {r['pickup_wchar'] / 1024:.1f} KiB written by SQLite, "
-          f"{r['pickup_block'] / 1024:.1f} KiB to the block device "
-          f"(n={args.pickups}, WAL + checkpoints + sync acks)")
-    print(f"per idle hour: {r['idle_hour_wchar'] / 1024:.1f} KiB written by SQLite, "
-          f"{r['idle_hour_block'] / 1024:.1f} KiB to the block device")
-    print(f"per day at {args.pickups_per_day:g} pickups: {per_day / 1e6:.2f} MB "
-          f"(the larger of the two counts)")
-    print(f"SD card life: {args.card_gb:g} GB x {args.pe_cycles:g} P/E cycles / "
-          f"(write amplification {args.write_amp:g} x {per_day / 1e6:.2f} MB/day) "
-          f"= {years:,.0f} years")
+    print(
+        f"per pickup: {r['pickup_wchar'] / 1024:.1f} KiB written by SQLite, "
+        f"{r['pickup_block'] / 1024:.1f} KiB to the block device "
+        f"(n={args.pickups}, WAL + checkpoints + sync acks)"
+    )
+    print(
+        f"per idle hour: {r['idle_hour_wchar'] / 1024:.1f} KiB written by SQLite, "
+        f"{r['idle_hour_block'] / 1024:.1f} KiB to the block device"
+    )
+    print(
+        f"per day at {args.pickups_per_day:g} pickups: {per_day / 1e6:.2f} MB "
+        f"(the larger of the two counts)"
+    )
+    print(
+        f"SD card life: {args.card_gb:g} GB x {args.pe_cycles:g} P/E cycles / "
+        f"(write amplification {args.write_amp:g} x {per_day / 1e6:.2f} MB/day) "
+        f"= {years:,.0f} years"
+    )
 
 
 if __name__ == "__main__":

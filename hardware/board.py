@@ -337,8 +337,7 @@ def gpio_pin_factory() -> Any:
         return LGPIOFactory()
     except Exception as exc:
         raise HardwareError(
-            f"cannot open the GPIO chip ({exc}); is the kiosk user in the gpio group? "
-            f"Or {SIM_HINT}"
+            f"cannot open the GPIO chip ({exc}); is the kiosk user in the gpio group? Or {SIM_HINT}"
         ) from exc
 
 

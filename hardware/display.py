@@ -266,7 +266,12 @@ class Renderer:
         bottom = h - max(4, margin // 2)
         if st.status:
             self._text(
-                s_lines[0], "status", s_size, x=w - margin, top=bottom - s_lh, colour=DIM,
+                s_lines[0],
+                "status",
+                s_size,
+                x=w - margin,
+                top=bottom - s_lh,
+                colour=DIM,
                 align="right",
             )
             bottom -= s_lh
@@ -343,7 +348,13 @@ class Renderer:
                 r = self.font.get_rect(text, size=block.size, style=pygame.freetype.STYLE_STRONG)
                 baseline = y + (block.line_h + int(r.height)) // 2
                 self._text(
-                    text, "slot", block.size, x=cx, top=y, colour=colour, align="center",
+                    text,
+                    "slot",
+                    block.size,
+                    x=cx,
+                    top=y,
+                    colour=colour,
+                    align="center",
                     baseline=baseline,
                 )
             else:

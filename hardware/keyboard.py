@@ -67,9 +67,7 @@ class TerminalKeys:
     the character) and reading goes on.
     """
 
-    def __init__(
-        self, stream: IO[str] | IO[bytes] | Any, on_char: Callable[[str], None]
-    ) -> None:
+    def __init__(self, stream: IO[str] | IO[bytes] | Any, on_char: Callable[[str], None]) -> None:
         self._stream = stream
         self._on_char = on_char
         self._stop = threading.Event()

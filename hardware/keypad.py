@@ -50,9 +50,7 @@ _EPS: Final = 1e-6
 def layout_for(n_rows: int, n_cols: int) -> tuple[str, ...]:
     """The key labels by row for a 4-row keypad with 3 or 4 columns."""
     if n_rows != 4 or n_cols not in (3, 4):
-        raise ValueError(
-            f"a matrix keypad has 4 rows and 3 or 4 columns, not {n_rows}x{n_cols}"
-        )
+        raise ValueError(f"a matrix keypad has 4 rows and 3 or 4 columns, not {n_rows}x{n_cols}")
     return LAYOUT_3X4 if n_cols == 3 else LAYOUT_4X4
 
 

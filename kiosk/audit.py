@@ -1,80 +1,74 @@
-"""The audit trail: gap-free, hash-chained events (PROTOCOL.md "Events").
+"""The kiosk's audit trail: gap-free, hash-chained events in the store.
 
-``Audit.record`` builds the event, chains it to the previous one and commits
-it durably in one transaction before returning, so callers can rely on
-"audit before action" (DESIGN.md rule 1). Two processes may record at once:
-``BEGIN IMMEDIATE`` serializes them, so seq stays gap-free and unique.
+The event documents and their hashes are the protocol's
+(:func:`protocol.events.build_event`); this module numbers them, chains
+them to the stored tail and commits each durably before returning, so
+callers can rely on "audit before action" (docs/design.md, rule 1). Two
+processes may record at once: ``BEGIN IMMEDIATE`` serializes them, so seq
+stays gap-free and unique.
+
+Rejections (``message_rejected``) cost a bounded amount whatever a sender
+does (docs/design.md, rule 4): the first ``REJECT_BURST`` and then
+``REJECT_PER_MIN`` a minute are recorded one by one; the rest are counted
+per source and reason and written as one ``rejections_summarized`` event
+per minute (:meth:`Audit.flush_rejections`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from kiosk.clock import ClockSnapshot
 from kiosk.errors import ChainError
-from kiosk.store import ZERO_HASH, Store, StoredEvent
-from kiosk.wire import canonical_json, sha256_hex
+from kiosk.store import Store, StoredEvent
+from protocol.events import EVENT_TYPES, Tail, build_event, verify_chain
 
-EVENT_TYPES = frozenset(
-    {
-        "boot",
-        "shutdown",
-        "code_accepted",
-        "code_rejected",
-        "throttled",
-        "door_unlocked",
-        "door_relocked",
-        "door_opened",
-        "door_closed",
-        "door_held_open",
-        "door_forced",
-        "exit_pressed",
-        "order_updated",
-        "order_forgotten",
-        "order_collected",
-        "order_cancelled",
-        "message_rejected",
-        "command",
-        "clock_untrusted",
-        "clock_trusted",
-        "mode_changed",
-        "store_unwritable",
-        "store_recovered",
-    }
-)
+REJECT_BURST = 20
+REJECT_PER_MIN = 10.0
+SUMMARY_EVERY_S = 60.0
 
 
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass
+class RejectionLimiter:
+    """A token bucket over individual rejection events, and what it held back."""
 
+    burst: float = REJECT_BURST
+    per_min: float = REJECT_PER_MIN
+    tokens: float = REJECT_BURST
+    last: float | None = None
+    held: Counter[tuple[str, str]] = field(default_factory=Counter)
+    held_since: float | None = None
 
-def parse_rfc3339(text: str) -> float:
-    """RFC 3339 to Unix seconds; raises ValueError. Naive times are refused."""
-    if not isinstance(text, str) or len(text) > 40:
-        raise ValueError("not an RFC 3339 time")
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        raise ValueError("RFC 3339 times need a zone (Z or +hh:mm)")
-    return dt.timestamp()
+    def allow(self, now_mono: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now_mono - self.last) * self.per_min / 60)
+        self.last = now_mono
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
+    def hold(self, source: str, reason: str, now_mono: float) -> None:
+        if not self.held:
+            self.held_since = now_mono
+        self.held[(source, reason)] += 1
 
-def event_hash(event_without_hash: Mapping[str, Any]) -> str:
-    return sha256_hex(canonical_json(event_without_hash))
+    @property
+    def flooding(self) -> bool:
+        return bool(self.held)
 
 
 @dataclass
 class Audit:
     store: Store
     site: str
-    _tail: tuple[int, str] | None = field(default=None, init=False, repr=False)
+    limiter: RejectionLimiter = field(default_factory=RejectionLimiter)
+    _tail: tuple[int, Tail] | None = field(default=None, init=False, repr=False)
     _batching: bool = field(default=False, init=False, repr=False)
 
     @contextmanager
@@ -82,7 +76,9 @@ class Audit:
         """Record many events in one transaction, remembering the chain's tail.
 
         Inside one write transaction no other process can append, so the last
-        seq and hash need not be read back for every event.
+        seq and hash need not be read back for every event. The memory is
+        tied to the store's rollback count, so a savepoint rolled back inside
+        the batch makes the next event read the tail again.
         """
         with self.store.atomic():
             if self._batching:
@@ -93,6 +89,15 @@ class Audit:
                 yield
             finally:
                 self._batching, self._tail = False, None
+
+    def tail(self) -> Tail:
+        """The stored chain's tail (or its retention anchor)."""
+        if self._tail is not None and self._tail[0] == self.store.rollbacks:
+            return self._tail[1]
+        last = self.store.last_event()
+        if last is not None:
+            return Tail(last.seq, last.hash)
+        return self.store.chain_anchor()
 
     def record(
         self,
@@ -109,30 +114,19 @@ class Audit:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
         with self.store.atomic():
-            if self._tail is not None:
-                seq, prev = self._tail[0] + 1, self._tail[1]
-            else:
-                last = self.store.last_event()
-                if last is not None:
-                    seq, prev = last.seq + 1, last.hash
-                else:
-                    anchor_seq, anchor_hash = self.store.chain_anchor()
-                    seq, prev = anchor_seq + 1, anchor_hash
-            body: dict[str, Any] = {
-                "v": 1,
-                "site": self.site,
-                "seq": seq,
-                "event_id": f"{self.site}:{seq}",
-                "ts": rfc3339(clock.now),
-                "clock": clock.state,
-                "type": type_,
-                "order_id": order_id,
-                "detail": dict(detail or {}),
-                "prev_hash": prev,
-            }
-            body["hash"] = event_hash(body)
+            tail = self.tail()
+            body = build_event(
+                site=self.site,
+                seq=tail.seq + 1,
+                prev_hash=tail.hash,
+                ts=clock.now,
+                clock=clock.state,
+                type_=type_,
+                order_id=order_id,
+                detail=detail,
+            )
             self.store.insert_event_row(
-                seq,
+                body["seq"],
                 type_,
                 order_id=order_id,
                 ts=clock.now,
@@ -140,44 +134,50 @@ class Audit:
                 hash_=body["hash"],
             )
             if self._batching:
-                self._tail = (seq, body["hash"])
+                self._tail = (self.store.rollbacks, Tail(body["seq"], body["hash"]))
         return body
 
+    def reject(
+        self, clock: ClockSnapshot, detail: Mapping[str, Any], *, order_id: str | None = None
+    ) -> bool:
+        """A ``message_rejected`` event, or a count for the next summary.
 
-def verify_chain(
-    events: Iterable[Mapping[str, Any]], *, start_seq: int = 0, start_hash: str = ZERO_HASH
-) -> int:
-    """Check seq continuity and the hash chain; return the number checked.
+        Returns whether it was recorded individually.
+        """
+        mono = clock.mono
+        if self.limiter.allow(mono):
+            self.record("message_rejected", clock, order_id=order_id, detail=detail)
+            return True
+        self.limiter.hold(str(detail.get("source", "")), str(detail.get("reason", "")), mono)
+        return False
 
-    Raises ChainError naming the first bad seq (a changed, removed or
-    reordered event).
-    """
-    expect_seq = start_seq + 1
-    prev = start_hash
-    count = 0
-    for ev in events:
-        seq = ev.get("seq")
-        if not isinstance(seq, int):
-            raise ChainError(expect_seq, f"event after seq {expect_seq - 1} has no seq")
-        if seq != expect_seq:
-            raise ChainError(
-                min(seq, expect_seq),
-                f"seq {expect_seq} expected, found {seq}: an event is missing or out of order",
-            )
-        if ev.get("prev_hash") != prev:
-            raise ChainError(seq, f"seq {seq}: prev_hash does not match the previous event's hash")
-        body = {k: v for k, v in ev.items() if k != "hash"}
-        if event_hash(body) != ev.get("hash"):
-            raise ChainError(seq, f"seq {seq}: hash does not match its contents (changed)")
-        prev = str(ev["hash"])
-        expect_seq += 1
-        count += 1
-    return count
+    def flush_rejections(self, clock: ClockSnapshot, *, force: bool = False) -> int:
+        """Write the held-back rejections as one summary when a minute has passed."""
+        lim = self.limiter
+        if not lim.held or lim.held_since is None:
+            return 0
+        if not force and clock.mono - lim.held_since < SUMMARY_EVERY_S:
+            return 0
+        counts = [{"source": s, "reason": r, "count": n} for (s, r), n in sorted(lim.held.items())][
+            :64
+        ]
+        total = sum(lim.held.values())
+        self.record(
+            "rejections_summarized",
+            clock,
+            detail={
+                "total": total,
+                "seconds": round(clock.mono - lim.held_since),
+                "counts": counts,
+            },
+        )
+        lim.held.clear()
+        lim.held_since = None
+        return total
 
 
 def verify_store(store: Store) -> int:
     """Verify the whole trail kept in the store (from its retention anchor)."""
-    anchor_seq, anchor_hash = store.chain_anchor()
 
     def dicts(rows: Iterable[StoredEvent]) -> Iterable[dict[str, Any]]:
         for row in rows:
@@ -186,6 +186,5 @@ def verify_store(store: Store) -> int:
                 raise ChainError(row.seq, f"seq {row.seq}: stored row and body disagree")
             yield ev
 
-    return verify_chain(
-        dicts(store.iter_events(anchor_seq)), start_seq=anchor_seq, start_hash=anchor_hash
-    )
+    anchor = store.chain_anchor()
+    return verify_chain(dicts(store.iter_events(anchor.seq)), start=anchor)

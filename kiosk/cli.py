@@ -29,7 +29,6 @@ from kiosk.errors import ChainError, ConfigError, KioskError, StoreError, Valida
 from kiosk.orders import Intake, parse_documents, public_view
 from kiosk.screens import Screen
 from kiosk.store import OrderRow, Store
-from kiosk.wire import Keyring
 
 log = logging.getLogger("kiosk")
 
@@ -56,14 +55,16 @@ def _snapshot(cfg: Config, store: Store) -> Any:
     from kiosk.clock import system_time_synchronized
 
     synced = trust == "always" or (trust == "auto" and system_time_synchronized())
-    return TrustedClock(SystemClock(), store.clock_floor(), synced=synced).snapshot()
+    return TrustedClock(
+        SystemClock(), store.clock_floor(), doc_floor=store.doc_floor(), synced=synced
+    ).snapshot()
 
 
 def _intake(cfg: Config, store: Store) -> Intake:
     return Intake(
         store,
         Audit(store, cfg.site.id),
-        Keyring(cfg.trust.hub_keys, cfg.trust.owner_keys),
+        cfg.trust.keyring(),
         site=cfg.site.id,
         width=cfg.site.pickup_no_width,
         allow_unsigned=cfg.trust.allow_unsigned,
@@ -238,7 +239,7 @@ def cmd_events(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_verify_log(cfg: Config, args: argparse.Namespace) -> int:
     with _open(cfg) as store:
-        anchor, _ = store.chain_anchor()
+        anchor = store.chain_anchor().seq
         try:
             n = verify_store(store)
         except ChainError as err:

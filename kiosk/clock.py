@@ -2,9 +2,8 @@
 
 Nothing in the core reads ``time`` directly; it is handed a :class:`Clock`.
 Tests use :class:`FakeClock` and advance it. :class:`TrustedClock` keeps a
-lower bound on true time (persisted time, signed hub timestamps, monotonic
-time since boot) and says whether the wall clock can be trusted (DESIGN.md
-rule 5).
+lower bound on true time that no document can poison and says whether the
+wall clock can be trusted (docs/design.md, rule 5; docs/protocol.md, "Time").
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Protocol
+
+from protocol.times import MIN_TIME, plausible
 
 CLOCK_SYNCED = "synced"
 CLOCK_UNTRUSTED = "untrusted"
@@ -97,28 +98,63 @@ def system_time_synchronized() -> bool:
     return state not in (-1, _TIME_ERROR)
 
 
+SIGNED_SKEW_S = 300.0  # a signed time this close to a trusted wall clock is plausible
+SIGNED_LEAD_S = 36 * 3600.0  # ... and this far ahead of the evidence when the wall is untrusted
+
+
 @dataclass(frozen=True)
 class ClockSnapshot:
-    now: float  # the time the kiosk judges codes and stamps events with
+    """The kiosk's time at one instant (docs/protocol.md, "Time").
+
+    ``now`` judges codes and stamps events; ``floor`` is the lower bound on
+    true time; ``expiry_now`` is what order and command expiry are judged
+    at: ``now`` when the clock is trusted, else the floor, so that an
+    untrusted wall clock running ahead can expire nothing.
+    """
+
+    now: float
     wall: float
-    floor: float  # lower bound on true time
+    floor: float
     trusted: bool
+    mono: float = 0.0
 
     @property
     def state(self) -> str:
         return CLOCK_SYNCED if self.trusted else CLOCK_UNTRUSTED
 
+    @property
+    def expiry_now(self) -> float:
+        return self.now if self.trusted else self.floor
+
+
+@dataclass(frozen=True)
+class SignedTime:
+    """What a signed time did: ``raised`` the floor, was ``old`` news, or was
+    a ``conflict`` (further ahead than the kiosk can account for; not adopted)."""
+
+    outcome: str  # raised | old | conflict
+    t: float
+    bound: float  # the furthest the floor could have been raised to
+
 
 class TrustedClock:
-    """A lower bound on true time and whether the wall clock is trusted.
+    """A lower bound on true time that no document can poison.
 
-    - The bound only rises: persisted time from the store, signed hub
-      timestamps, and the monotonic clock carry it forward.
-    - The kiosk judges at ``max(wall, floor)``, so stepping the wall clock
-      back never reopens old one-time codes or rewinds event times.
-    - The clock is trusted when a sync source says so (NTP, or a signed hub
-      timestamp close to the wall clock) and the wall clock is not behind the
-      bound by more than ``slack`` seconds.
+    Two floors, each carried forward by the monotonic clock:
+
+    - the *evidence* floor: the persisted floor, the wall clock while it is
+      trusted (NTP, or confirmed by a signed time), and an owner's signed
+      ``time`` command. Documents never move it.
+    - the *document* floor: signed ``issued_at`` times (orders, commands),
+      each taken only when it is at most ``lead`` ahead of the evidence
+      (``SIGNED_SKEW_S`` when the wall is trusted, ``SIGNED_LEAD_S`` when it
+      is not). A later signed time cannot step further: the bound is measured
+      from the evidence, not from the last document. A synchronised wall clock
+      behind the document floor discards it.
+
+    The floor is the larger of the two. The clock is trusted when a sync
+    source says so (NTP, or a signed time within ``SIGNED_SKEW_S`` of the
+    wall) and the wall is not behind the floor by more than ``slack``.
     """
 
     def __init__(
@@ -126,45 +162,110 @@ class TrustedClock:
         clock: Clock,
         floor: float = 0.0,
         *,
+        doc_floor: float = 0.0,
         synced: bool = False,
         slack: float = 5.0,
-        hub_skew: float = 300.0,
+        skew: float = SIGNED_SKEW_S,
+        lead: float = SIGNED_LEAD_S,
     ) -> None:
         self._clock = clock
-        self._anchor_floor = floor
-        self._anchor_mono = clock.monotonic()
+        mono = clock.monotonic()
+        self._evidence = (floor, mono)
+        self._doc = (doc_floor, mono)
         self._sync_source = synced
-        self._hub_confirmed = False
+        self._confirmed = False
         self._slack = slack
-        self._hub_skew = hub_skew
+        self._skew = skew
+        self._lead = lead
+
+    @staticmethod
+    def _carry(anchor: tuple[float, float], mono: float) -> float:
+        value, at = anchor
+        return value + max(0.0, mono - at) if value > 0 else 0.0
+
+    def evidence(self) -> float:
+        mono = self._clock.monotonic()
+        ev = self._carry(self._evidence, mono)
+        wall = self._clock.wall()
+        if self._wall_trusted(wall, max(ev, self._carry(self._doc, mono))):
+            ev = max(ev, wall)
+        return ev
+
+    def doc_floor(self) -> float:
+        return self._carry(self._doc, self._clock.monotonic())
 
     def floor(self) -> float:
-        return self._anchor_floor + max(0.0, self._clock.monotonic() - self._anchor_mono)
+        mono = self._clock.monotonic()
+        return max(self._carry(self._evidence, mono), self._carry(self._doc, mono))
+
+    def _wall_trusted(self, wall: float, floor: float) -> bool:
+        return (
+            (self._sync_source or self._confirmed)
+            and plausible(wall)
+            and wall >= floor - self._slack
+        )
 
     def raise_floor(self, t: float) -> bool:
-        """Raise the bound to ``t`` if higher; return whether it moved."""
-        if t <= self.floor():
+        """Raise the evidence floor to ``t`` (a persisted floor, an owner's time)."""
+        if not plausible(t) or t <= self._carry(self._evidence, self._clock.monotonic()):
             return False
-        self._anchor_floor = t
-        self._anchor_mono = self._clock.monotonic()
+        self._evidence = (t, self._clock.monotonic())
         return True
 
-    def observe_hub_time(self, t: float) -> None:
-        """A signed hub timestamp: true time is at least ``t``.
+    def adopt_doc_floor(self, t: float) -> bool:
+        """Take a document floor another process already judged (from the store)."""
+        if not plausible(t) or t <= self.doc_floor():
+            return False
+        if t > self.evidence() + self._lead:
+            return False  # never trust a stored value more than a fresh document
+        self._doc = (t, self._clock.monotonic())
+        return True
 
-        When it is within ``hub_skew`` of the wall clock it also confirms the
-        wall clock, which makes the clock trusted without NTP.
+    def observe_signed(self, t: float) -> SignedTime:
+        """A signature-verified ``issued_at``; see the class docstring.
+
+        With a trusted wall clock a signed time only confirms it (it never
+        lifts the floor above the wall, so it cannot make the clock untrusted
+        and open the wider bound). With an untrusted one it may raise the
+        document floor up to ``lead`` past the evidence or the wall clock,
+        whichever is later; neither moves with documents, so signed times
+        cannot be stepped forward one after another.
         """
-        self.raise_floor(t)
-        if abs(self._clock.wall() - t) <= self._hub_skew:
-            self._hub_confirmed = True
+        wall = self._clock.wall()
+        if plausible(wall) and abs(wall - t) <= self._skew:
+            self._confirmed = True  # a signed time agrees with the wall clock
+        floor = self.floor()
+        if self._wall_trusted(wall, floor):
+            bound = wall + self._skew
+            outcome = "old" if plausible(t) and t <= bound else "conflict"
+            return SignedTime(outcome, t, bound)
+        base = max(self.evidence(), wall if plausible(wall) else 0.0)
+        bound = max(base, MIN_TIME) + self._lead
+        if not plausible(t) or t > bound:
+            return SignedTime("conflict", t, bound)
+        if t <= floor:
+            return SignedTime("old", t, bound)
+        self._doc = (t, self._clock.monotonic())
+        return SignedTime("raised", t, bound)
 
-    def set_synced(self, synced: bool) -> None:
+    def set_synced(self, synced: bool) -> bool:
+        """Tell whether NTP has the wall clock. Returns True when this
+        discarded a document floor ahead of the synchronised wall clock."""
         self._sync_source = synced
+        wall = self._clock.wall()
+        if synced and plausible(wall) and self.doc_floor() > wall + self._slack:
+            self._doc = (0.0, self._clock.monotonic())
+            return True
+        return False
+
+    def clear_doc_floor(self) -> None:
+        """An owner's ``time`` command replaces whatever documents claimed."""
+        self._doc = (0.0, self._clock.monotonic())
 
     def snapshot(self) -> ClockSnapshot:
         wall = self._clock.wall()
+        mono = self._clock.monotonic()
         floor = self.floor()
-        behind = wall < floor - self._slack
-        trusted = (self._sync_source or self._hub_confirmed) and not behind
-        return ClockSnapshot(now=max(wall, floor), wall=wall, floor=floor, trusted=trusted)
+        trusted = self._wall_trusted(wall, floor)
+        now = max(wall, floor) if plausible(wall) else max(floor, MIN_TIME)
+        return ClockSnapshot(now=now, wall=wall, floor=floor, trusted=trusted, mono=mono)

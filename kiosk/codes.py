@@ -16,12 +16,11 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-import pyotp
-
 from kiosk.clock import ClockSnapshot
 from kiosk.config import CodesConfig
 from kiosk.store import OrderRow, Store
 from kiosk.throttle import Throttle
+from protocol.otp import hotp
 
 BACKUP_STEP = -1
 PROTOCOL_DIGITS = (6, 7, 8)
@@ -45,21 +44,21 @@ class Decision:
 
 def match_step(order: OrderRow, value: str, now: float, window: int, backup: bool) -> int | None:
     """The TOTP step (or BACKUP_STEP) at which ``value`` is valid, else None."""
-    if len(value) != order.otp_digits:
-        return None
     digits = order.otp_digits
-    # RFC 4226 truncation is ``code mod 10^digits``, so a shorter code is the
-    # tail of a 6-digit one; pyotp refuses fewer than 6 digits, and only the
-    # security simulation uses fewer (the protocol allows 6 to 8).
-    otp = pyotp.TOTP(order.otp_secret, digits=max(6, digits), interval=order.otp_period)
+    if len(value) != digits:
+        return None
     current = int(now // order.otp_period)
     # Current step first, so the common case costs one HMAC.
     for step in sorted(
         range(current - window, current + window + 1), key=lambda s: abs(s - current)
     ):
-        if step >= 0 and hmac.compare_digest(otp.generate_otp(step)[-digits:], value):
+        if step >= 0 and hmac.compare_digest(hotp(order.otp_secret, step, digits), value):
             return step
-    if backup and order.backup_code and hmac.compare_digest(otp.generate_otp(0)[-digits:], value):
+    if (
+        backup
+        and order.backup_code
+        and hmac.compare_digest(hotp(order.otp_secret, 0, digits), value)
+    ):
         return BACKUP_STEP
     return None
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from kiosk.errors import ConfigError
+from protocol.keys import Keyring, parse_public_key
 
 DEFAULT_PATH = Path("/etc/pickup-kiosk/kiosk.toml")
 ENV_VAR = "KIOSK_CONFIG"
@@ -106,9 +107,16 @@ class TrustConfig:
     owner_keys: tuple[str, ...] = field(
         default=(), metadata=_meta("public keys that may sign orders and commands")
     )
+    auditor_keys: tuple[str, ...] = field(
+        default=(), metadata=_meta("public keys that may sign the logs and sync commands only")
+    )
     allow_unsigned: bool = field(
         default=False, metadata=_meta("accept unsigned documents (lab bench only)")
     )
+
+    def keyring(self) -> Keyring:
+        """The trusted keys with their roles (validated at load)."""
+        return Keyring(self.hub_keys, self.owner_keys, self.auditor_keys)
 
 
 @dataclass(frozen=True)
@@ -421,9 +429,7 @@ def _check_whole(cfg: Config) -> None:
     dupes = sorted({p for p in pins if pins.count(p) > 1})
     if dupes:
         raise ConfigError(f"{src}: [hardware] uses GPIO {dupes} for more than one device")
-    from kiosk.wire import parse_public_key
-
-    for key_name in ("hub_keys", "owner_keys"):
+    for key_name in ("hub_keys", "owner_keys", "auditor_keys"):
         for i, text in enumerate(getattr(cfg.trust, key_name)):
             try:
                 parse_public_key(text)

@@ -30,7 +30,7 @@ from kiosk.errors import StoreError
 from kiosk.inputs import DoorChanged, ExitPressed, InputEvent, KeyPressed, LanguageToggled, Quit
 from kiosk.notify import Notifier
 from kiosk.screens import Item, Screen, StatusCorner, mask_name
-from kiosk.store import OrderRow, Store
+from kiosk.store import DoorStatus, OrderRow, Store
 from kiosk.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,12 @@ class DoorDaemon:
             self.synced = {"always": lambda: True, "never": lambda: False}.get(
                 mode, system_time_synchronized
             )
-        self.tclock = TrustedClock(self.clock, self.store.clock_floor(), synced=self.synced())
+        self.tclock = TrustedClock(
+            self.clock,
+            self.store.clock_floor(),
+            doc_floor=self.store.doc_floor(),
+            synced=self.synced(),
+        )
         self.lang = cfg.display.language
         self.lang_changed_at = 0.0
         self.store_ok = True
@@ -128,6 +133,7 @@ class DoorDaemon:
         self.status = StatusCorner()
         self.clock_trusted: bool | None = None
         self.stopping = False
+        self.alarms: set[str] = set()  # shown on the status topic (e.g. display_degraded)
         self.last_screen: Screen | None = None
         self._last_door_status = ""
         mono = self.clock.monotonic()
@@ -197,6 +203,7 @@ class DoorDaemon:
         if self.log_handler is not None:
             self.log_handler.store = store
         self.tclock.raise_floor(store.clock_floor())
+        self.tclock.adopt_doc_floor(store.doc_floor())
         self._last_door_status = ""
         stand_in.close()
 
@@ -256,7 +263,7 @@ class DoorDaemon:
         finally:
             if self.store_ok:
                 try:
-                    self.store.save_clock_floor(self.snap().floor)
+                    self.store.save_clock_floor(self.tclock.evidence())
                     self.record("shutdown")
                 except StoreError:
                     pass
@@ -571,14 +578,17 @@ class DoorDaemon:
 
     def _check_clock(self) -> None:
         assert self.synced is not None
-        self.tclock.set_synced(self.synced())
+        corrected = self.tclock.set_synced(self.synced())
         try:
+            if corrected:
+                self.store.save_doc_floor(0.0)  # NTP corrected a floor from documents
             self.tclock.raise_floor(self.store.clock_floor())
-            hub = self.store.get_meta("hub_time")
+            self.tclock.adopt_doc_floor(self.store.doc_floor())
+            signed = self.store.signed_time()
         except StoreError:
-            hub = None
-        if hub:
-            self.tclock.observe_hub_time(float(hub))
+            signed = 0.0
+        if signed:
+            self.tclock.observe_signed(signed)
         snap = self.snap()
         if snap.trusted != self.clock_trusted:
             self.clock_trusted = snap.trusted
@@ -589,9 +599,8 @@ class DoorDaemon:
             )
 
     def _save_floor(self) -> None:
-        snap = self.snap()
         try:
-            self.store.save_clock_floor(snap.now if snap.trusted else snap.floor)
+            self.store.save_clock_floor(self.tclock.evidence())
         except StoreError as exc:
             self._store_failed(exc)
 
@@ -640,7 +649,7 @@ class DoorDaemon:
 
     def _refresh_status(self) -> None:
         try:
-            online = self.store.get_meta("mqtt_online") == "1"
+            online = self.store.mqtt_online()
             outbox = self.store.outbox_size()
         except StoreError:
             online, outbox = False, 0
@@ -652,16 +661,17 @@ class DoorDaemon:
         )
 
     def _write_door_status(self, force_locked: bool = False) -> None:
-        status = {
-            "door": self.machine.door_state,
-            "lock": "locked" if force_locked else self.machine.lock_state,
-            "mode": "day" if self.day else "night",
-        }
-        text = json.dumps(status, sort_keys=True)
+        status = DoorStatus(
+            door=self.machine.door_state,
+            lock="locked" if force_locked else self.machine.lock_state,
+            mode="day" if self.day else "night",
+            alarms=tuple(sorted(self.alarms)),
+        )
+        text = json.dumps(status.as_dict(), sort_keys=True)
         if text == self._last_door_status or not self.store_ok:
             return
         try:
-            self.store.set_meta("door_status", text)
+            self.store.set_door_status(status)
             self._last_door_status = text
         except StoreError as exc:
             self._store_failed(exc)

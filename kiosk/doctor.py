@@ -169,7 +169,9 @@ def check_store(cfg: Config) -> list[Result]:
                 return [_fail("store writable", str(err), fix_dir)]
         try:
             conn = sqlite3.connect(
-                f"file:{path}?mode=rw", uri=True, isolation_level=None,
+                f"file:{path}?mode=rw",
+                uri=True,
+                isolation_level=None,
                 timeout=cfg.store.busy_timeout_ms / 1000,
             )
         except sqlite3.Error as err:
@@ -192,7 +194,7 @@ def check_store(cfg: Config) -> list[Result]:
 def _restore_fix(path: Path) -> str:
     return (
         f"stop pickup-kiosk.target, keep a copy of {path} with its -wal file, and "
-        "restore the last backup (docs/install.md, \"Backup and restore\")"
+        'restore the last backup (docs/install.md, "Backup and restore")'
     )
 
 
@@ -301,8 +303,8 @@ def check_clock(cfg: Config, synchronized: Callable[[], bool] | None = None) -> 
     if mode == "always":
         return _warn(
             name,
-            "trust_system_clock = \"always\": the clock is trusted without proof",
-            "use \"auto\" unless this Pi has a battery-backed RTC you have set",
+            'trust_system_clock = "always": the clock is trusted without proof',
+            'use "auto" unless this Pi has a battery-backed RTC you have set',
         )
     if synchronized():
         return _ok(name, "system clock synchronized (NTP)")
@@ -311,7 +313,7 @@ def check_clock(cfg: Config, synchronized: Callable[[], bool] | None = None) -> 
     return _warn(
         name,
         "not NTP-synchronized and no RTC: until a signed hub time arrives, events say "
-        "clock \"untrusted\"",
+        'clock "untrusted"',
         "sudo timedatectl set-ntp true (systemd-timesyncd), or fit an RTC "
         "(the Pi 5 has one: add its battery)",
     )
@@ -342,43 +344,55 @@ def _user_groups() -> tuple[str, set[str]]:
 def check_gpio(cfg: Config) -> list[Result]:
     name = "gpio"
     if cfg.hardware.board == "sim":
-        return [_ok(name, "simulated board (board = \"sim\")")]
+        return [_ok(name, 'simulated board (board = "sim")')]
     if not GPIOCHIP.exists():
-        return [_fail(
-            name,
-            f"{GPIOCHIP} does not exist: no GPIO character device here",
-            "on a Raspberry Pi, update Raspberry Pi OS; on a bench machine set "
-            "[hardware] board = \"sim\"",
-        )]
+        return [
+            _fail(
+                name,
+                f"{GPIOCHIP} does not exist: no GPIO character device here",
+                "on a Raspberry Pi, update Raspberry Pi OS; on a bench machine set "
+                '[hardware] board = "sim"',
+            )
+        ]
     results: list[Result] = []
     user, groups = _user_groups()
     if not os.access(GPIOCHIP, os.R_OK | os.W_OK):
-        results.append(_fail(
-            name, f"{GPIOCHIP} is not readable and writable by {user}",
-            f"sudo usermod -aG gpio {user}, then log in again (the service gets the "
-            "group from its unit)",
-        ))
+        results.append(
+            _fail(
+                name,
+                f"{GPIOCHIP} is not readable and writable by {user}",
+                f"sudo usermod -aG gpio {user}, then log in again (the service gets the "
+                "group from its unit)",
+            )
+        )
     elif user != "root" and "gpio" not in groups:
-        results.append(_warn(
-            name, f"{user} can open {GPIOCHIP} but is not in group gpio",
-            f"sudo usermod -aG gpio {user}",
-        ))
+        results.append(
+            _warn(
+                name,
+                f"{user} can open {GPIOCHIP} but is not in group gpio",
+                f"sudo usermod -aG gpio {user}",
+            )
+        )
     else:
         results.append(_ok(name, f"{GPIOCHIP} opens read-write for {user}"))
     lg_wd = os.environ.get("LG_WD", "")
     if not lg_wd:
-        results.append(_ok(
-            "gpio work dir",
-            "LG_WD not set here; the door unit sets LG_WD=/run/pickup-kiosk",
-        ))
+        results.append(
+            _ok(
+                "gpio work dir",
+                "LG_WD not set here; the door unit sets LG_WD=/run/pickup-kiosk",
+            )
+        )
     elif os.path.isdir(lg_wd) and os.access(lg_wd, os.W_OK | os.X_OK):
         results.append(_ok("gpio work dir", f"LG_WD={lg_wd} is writable"))
     else:
-        results.append(_fail(
-            "gpio work dir",
-            f"LG_WD={lg_wd} is not a writable folder (lgpio keeps its pipes there)",
-            "keep RuntimeDirectory=pickup-kiosk and LG_WD=/run/pickup-kiosk in the door unit",
-        ))
+        results.append(
+            _fail(
+                "gpio work dir",
+                f"LG_WD={lg_wd} is not a writable folder (lgpio keeps its pipes there)",
+                "keep RuntimeDirectory=pickup-kiosk and LG_WD=/run/pickup-kiosk in the door unit",
+            )
+        )
     return results
 
 
@@ -404,15 +418,21 @@ def check_display(cfg: Config) -> list[Result]:
     install = "sudo apt-get install fonts-wqy-microhei (or fonts-noto-cjk)"
     if font is None:
         what = f"{explicit} does not draw Chinese, nor" if explicit else "no"
-        results.append(_fail(
-            "display font", f"{what} any CJK font found: screens would show empty boxes",
-            f"{install}, or set [display] font to a CJK font file",
-        ))
+        results.append(
+            _fail(
+                "display font",
+                f"{what} any CJK font found: screens would show empty boxes",
+                f"{install}, or set [display] font to a CJK font file",
+            )
+        )
     elif explicit and font != Path(explicit):
-        results.append(_warn(
-            "display font", f"[display] font = {explicit!r} does not draw Chinese; using {font}",
-            "point [display] font at a CJK font file, or leave it empty",
-        ))
+        results.append(
+            _warn(
+                "display font",
+                f"[display] font = {explicit!r} does not draw Chinese; using {font}",
+                "point [display] font at a CJK font file, or leave it empty",
+            )
+        )
     else:
         results.append(_ok("display font", str(font)))
     results.append(_check_driver(cfg))
@@ -427,13 +447,15 @@ def _check_driver(cfg: Config) -> Result:
         return _ok(name, "automatic here; the door unit sets SDL_VIDEODRIVER=kmsdrm")
     if driver not in SDL_DRIVERS:
         return _fail(
-            name, f"{source} = {driver!r} is not an SDL video driver this kiosk uses",
+            name,
+            f"{source} = {driver!r} is not an SDL video driver this kiosk uses",
             f"use one of {', '.join(SDL_DRIVERS)} (kmsdrm on the Pi's console)",
         )
     if driver in ("dummy", "offscreen"):
         if cfg.hardware.board == "gpio":
             return _warn(
-                name, f"{source} = {driver!r}: nothing is drawn on the screen",
+                name,
+                f"{source} = {driver!r}: nothing is drawn on the screen",
                 "use kmsdrm on the kiosk (set by the door unit), or disable the display",
             )
         return _ok(name, f"{driver} (headless, fine for a simulated board)")
@@ -441,21 +463,24 @@ def _check_driver(cfg: Config) -> Result:
         cards = sorted(glob.glob(DRI_GLOB))
         if not cards:
             return _fail(
-                name, "kmsdrm needs /dev/dri/card*, and there is none",
+                name,
+                "kmsdrm needs /dev/dri/card*, and there is none",
                 "enable the KMS driver: dtoverlay=vc4-kms-v3d in /boot/firmware/config.txt "
                 "(the Bookworm default), then reboot",
             )
         user, _groups = _user_groups()
         if not any(os.access(c, os.R_OK | os.W_OK) for c in cards):
             return _fail(
-                name, f"{user} cannot open {', '.join(cards)}",
+                name,
+                f"{user} cannot open {', '.join(cards)}",
                 f"sudo usermod -aG video,render {user}",
             )
         return _ok(name, f"kmsdrm on {', '.join(cards)}")
     env = "DISPLAY" if driver == "x11" else "WAYLAND_DISPLAY"
     if not os.environ.get(env):
         return _warn(
-            name, f"{driver} needs a desktop session and {env} is not set here",
+            name,
+            f"{driver} needs a desktop session and {env} is not set here",
             "on the kiosk use kmsdrm (Raspberry Pi OS Lite, no desktop)",
         )
     return _ok(name, f"{driver} on {os.environ[env]}")
@@ -481,7 +506,8 @@ def check_broker(cfg: Config, timeout: float = BROKER_TIMEOUT_S) -> Result:
             pass
     except OSError as err:
         return _fail(
-            name, f"{where} unreachable: {err.strerror or err}",
+            name,
+            f"{where} unreachable: {err.strerror or err}",
             "check [mqtt] url, that the broker runs and listens there, DNS, and any "
             "firewall between (`nc -vz HOST PORT`)",
         )
@@ -498,7 +524,8 @@ def check_broker(cfg: Config, timeout: float = BROKER_TIMEOUT_S) -> Result:
     # sync agent's session (same id) or leave a session of its own behind.
     base = mq.client_id or f"kiosk-{cfg.site.id}"
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"{base}-doctor-{os.getpid()}",
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{base}-doctor-{os.getpid()}",
         protocol=mqtt.MQTTv5,
     )
     client.on_connect = on_connect
@@ -517,13 +544,15 @@ def check_broker(cfg: Config, timeout: float = BROKER_TIMEOUT_S) -> Result:
             client.loop(timeout=0.1)
     except ssl.SSLCertVerificationError as err:
         return _fail(
-            name, f"{where}: TLS certificate not trusted: {err.verify_message}",
+            name,
+            f"{where}: TLS certificate not trusted: {err.verify_message}",
             "set [mqtt] ca_file to the CA that signed the broker's certificate, and use "
             "the host name the certificate names",
         )
     except (ssl.SSLError, FileNotFoundError) as err:
         return _fail(
-            name, f"{where}: TLS failed: {err}",
+            name,
+            f"{where}: TLS failed: {err}",
             "check [mqtt] ca_file, cert_file, key_file and that the port speaks TLS "
             "(mqtts://, usually 8883)",
         )
@@ -531,12 +560,16 @@ def check_broker(cfg: Config, timeout: float = BROKER_TIMEOUT_S) -> Result:
         if tls and "reason" not in outcome:
             # A plain MQTT listener drops a TLS hello without a word.
             return _fail(
-                name, f"{where}: TLS failed: the connection was dropped during the "
+                name,
+                f"{where}: TLS failed: the connection was dropped during the "
                 f"handshake ({err.strerror or err})",
                 "is this a plain mqtt:// port? Use the broker's TLS listener (usually 8883)",
             )
-        return _fail(name, f"{where}: connection lost during MQTT CONNECT: {err}",
-                     "check that this port is an MQTT listener")
+        return _fail(
+            name,
+            f"{where}: connection lost during MQTT CONNECT: {err}",
+            "check that this port is an MQTT listener",
+        )
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
@@ -546,19 +579,22 @@ def check_broker(cfg: Config, timeout: float = BROKER_TIMEOUT_S) -> Result:
     reason = outcome.get("reason")
     if reason is None:
         return _fail(
-            name, f"{where}: no MQTT answer within {timeout:g} s",
+            name,
+            f"{where}: no MQTT answer within {timeout:g} s",
             "check that the url's port is the broker's MQTT listener (mqtts:// for a TLS port)",
         )
     if getattr(reason, "is_failure", False):
         code = int(getattr(reason, "value", -1))
         if code in _CREDENTIAL_REASONS:
             return _fail(
-                name, f"{where}: the broker refused the credentials {who}: {reason}",
+                name,
+                f"{where}: the broker refused the credentials {who}: {reason}",
                 "check [mqtt] username and password against the broker's password file "
                 "(mosquitto_passwd) and its ACL",
             )
-        return _fail(name, f"{where}: the broker refused the connection: {reason}",
-                     "see the broker's log")
+        return _fail(
+            name, f"{where}: the broker refused the connection: {reason}", "see the broker's log"
+        )
     return _ok(name, f"{where}: MQTT CONNECT accepted {who}{' over TLS' if tls else ''}")
 
 
@@ -578,14 +614,18 @@ def check_trust(cfg: Config) -> Result:
         )
     if n_hub + n_owner == 0:
         return _fail(
-            name, "no hub_keys or owner_keys: every order and command will be rejected",
+            name,
+            "no hub_keys or owner_keys: every order and command will be rejected",
             "add the hub's public key to [trust] hub_keys and yours to owner_keys "
             "(`kioskctl keygen` makes a pair)",
         )
     detail = f"{n_hub} hub, {n_owner} owner keys"
     if n_owner == 0:
-        return _warn(name, detail + "; no owner key, so no remote commands",
-                     "add your public key to [trust] owner_keys")
+        return _warn(
+            name,
+            detail + "; no owner key, so no remote commands",
+            "add your public key to [trust] owner_keys",
+        )
     return _ok(name, detail)
 
 
@@ -604,7 +644,8 @@ def check_unit() -> Result:
     if re.search(r"^\s*ExecStopPost=.*\bkiosk relock\b", text, re.MULTILINE):
         return _ok(name, f"{unit} relocks after every stop")
     return _fail(
-        name, f"{unit} has no ExecStopPost=... kiosk relock: after a crash the relay line "
+        name,
+        f"{unit} has no ExecStopPost=... kiosk relock: after a crash the relay line "
         "may stay released",
         "reinstall the unit: sudo scripts/install.sh",
     )
@@ -618,8 +659,13 @@ def _guarded(name: str, fn: Callable[[], list[Result]]) -> list[Result]:
     try:
         return fn()
     except Exception as err:  # reported, with its type, as a failure
-        return [_fail(name, f"the check itself failed: {type(err).__name__}: {err}",
-                      "report this with the output of `kiosk doctor --json`")]
+        return [
+            _fail(
+                name,
+                f"the check itself failed: {type(err).__name__}: {err}",
+                "report this with the output of `kiosk doctor --json`",
+            )
+        ]
 
 
 def run_checks(cfg_path: str | None) -> list[Result]:
@@ -651,7 +697,8 @@ def render_table(results: list[Result]) -> str:
     lines.append("")
     lines.append(
         f"{len(results)} checks: {failed} failed, {warned} warnings"
-        if failed or warned else f"{len(results)} checks: all passed"
+        if failed or warned
+        else f"{len(results)} checks: all passed"
     )
     return "\n".join(lines)
 
@@ -662,8 +709,12 @@ def main(cfg_path: str | None, as_json: bool, out: TextIO | None = None) -> int:
     results = run_checks(cfg_path)
     ok = all(r.ok for r in results)
     if as_json:
-        json.dump({"ok": ok, "checks": [r.as_dict() for r in results]}, stream,
-                  ensure_ascii=False, indent=2)
+        json.dump(
+            {"ok": ok, "checks": [r.as_dict() for r in results]},
+            stream,
+            ensure_ascii=False,
+            indent=2,
+        )
         stream.write("\n")
     else:
         stream.write(render_table(results) + "\n")

@@ -1,10 +1,24 @@
-"""The project's exceptions: one root, leaves that also subclass a builtin."""
+"""The kiosk's exceptions, under the project's one root (protocol.errors).
+
+``KioskError`` is the project root :class:`protocol.errors.PickupError`;
+validation, signature and chain errors are the protocol's own, so that a
+refusal reads the same whichever program met it.
+"""
 
 from __future__ import annotations
 
+from protocol.errors import ChainError, PickupError, SignatureError, ValidationError
 
-class KioskError(Exception):
-    """Root of every error this project raises on purpose."""
+KioskError = PickupError
+
+__all__ = [
+    "ChainError",
+    "ConfigError",
+    "KioskError",
+    "SignatureError",
+    "StoreError",
+    "ValidationError",
+]
 
 
 class ConfigError(KioskError, ValueError):
@@ -14,30 +28,5 @@ class ConfigError(KioskError, ValueError):
     """
 
 
-class ValidationError(KioskError, ValueError):
-    """A document (order, command, keypad entry) failed validation.
-
-    ``reason`` is a short machine-readable slug; ``str(err)`` is a sentence
-    for people. Neither ever contains a secret or typed digits.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class SignatureError(ValidationError):
-    """A document's signature is missing, malformed, wrong or from a signer
-    without the needed role."""
-
-
 class StoreError(KioskError, OSError):
     """The SQLite store cannot be opened, read or written."""
-
-
-class ChainError(KioskError, ValueError):
-    """The event hash chain is broken; ``seq`` is the first bad event."""
-
-    def __init__(self, seq: int, message: str) -> None:
-        super().__init__(message)
-        self.seq = seq

@@ -6,15 +6,14 @@ same path through validation and signatures as documents from the hub.
 
 from __future__ import annotations
 
-import base64
-import secrets
 from typing import Any
 
-import pyotp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk.audit import rfc3339
-from kiosk.wire import sign_document
+from protocol.keys import sign_document
+from protocol.otp import backup_code as protocol_backup_code
+from protocol.otp import new_secret, pickup_code, seconds_left
+from protocol.times import format_time as rfc3339
 
 DEMO = (
     # pickup_no, status, slot, name, items
@@ -30,10 +29,6 @@ DEMO = (
     ("301", "paid", None, "Chen Jing", [{"name": "Eggs", "qty": 12, "unit": ""}]),
     ("388", "cancelled", "C2", "刘洋", [{"name": "面包", "qty": 1, "unit": "个"}]),
 )
-
-
-def new_secret() -> str:
-    return base64.b32encode(secrets.token_bytes(20)).decode("ascii").rstrip("=")
 
 
 def order_doc(
@@ -91,11 +86,11 @@ def demo_orders(site: str, key: Ed25519PrivateKey, now: float) -> list[dict[str,
 def current_code(doc: dict[str, Any], now: float) -> tuple[str, int]:
     """The customer's pickup code at ``now`` and the seconds it stays valid."""
     otp = doc["otp"]
-    totp = pyotp.TOTP(otp["secret"], digits=otp.get("digits", 6), interval=otp.get("period", 30))
     period = int(otp.get("period", 30))
-    return doc["pickup_no"] + totp.at(now), period - int(now) % period
+    code = pickup_code(doc["pickup_no"], otp["secret"], now, int(otp.get("digits", 6)), period)
+    return code, seconds_left(now, period)
 
 
 def backup_code(doc: dict[str, Any]) -> str:
     otp = doc["otp"]
-    return str(doc["pickup_no"]) + str(pyotp.HOTP(otp["secret"], digits=otp.get("digits", 6)).at(0))
+    return protocol_backup_code(doc["pickup_no"], otp["secret"], int(otp.get("digits", 6)))

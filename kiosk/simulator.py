@@ -29,7 +29,7 @@ from kiosk.config import Config, MqttConfig
 from kiosk.orders import Intake
 from kiosk.sample import backup_code, current_code, demo_orders
 from kiosk.store import Store
-from kiosk.wire import Keyring, public_key_text
+from protocol.keys import Keyring, public_key_text
 
 HELP = """\
 Simulated pickup kiosk. Keys: 0-9 * # keypad (Enter = #, Backspace = *),

@@ -1,19 +1,29 @@
 """The kiosk's one SQLite file, shared by the door daemon and the sync agent.
 
-A small facade over sqlite-utils (STYLE.md 7): dicts and dataclasses in and
-out, ``atomic()`` around multi-step writes, numbered migrations each in one
-transaction. The file is in WAL mode with ``synchronous=FULL`` so a commit
-that returned survives a power cut, and a busy timeout so the second writer
-waits instead of failing.
+A small facade (docs/design.md, "Store"): dataclasses in and out,
+``atomic()`` around multi-step writes (nested calls are savepoints), typed
+accessors for the state the two processes share, numbered migrations each
+in one transaction. The file is in WAL mode with ``synchronous=FULL`` so a
+commit that returned survives a power cut, and a busy timeout so the second
+writer waits instead of failing.
+
+sqlite-utils does what it is good at: creating the tables and indexes of
+the migrations from plain Python descriptions. Every statement at run time
+is plain SQL through :meth:`Store._q` and :meth:`Store._x`, the one path
+that maps SQLite's errors: the hot paths (a keypress, a batch of orders)
+cannot afford sqlite-utils' per-call table introspection, and one path is
+what lets the promise below hold.
 
 What may escape: :class:`StoreError` for anything SQLite or the file system
-refuses (disk full, read-only, locked past the timeout, corrupt file).
+refuses (disk full, read-only, locked past the timeout, corrupt file,
+constraint violations), and nothing else from SQLite.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,11 +35,47 @@ from typing import Any
 import sqlite_utils
 
 from kiosk.errors import StoreError
+from protocol.events import ZERO_HASH, Tail
 
 log = logging.getLogger(__name__)
 
 
-ZERO_HASH = "0" * 64
+META_DOOR_STATUS = "door_status"
+META_MQTT_ONLINE = "mqtt_online"
+META_CLOCK_FLOOR = "clock_floor"
+META_DOC_FLOOR = "clock_doc_floor"
+META_SIGNED_TIME = "signed_time"
+
+
+@dataclass(frozen=True)
+class DoorStatus:
+    """The door's state as the door daemon reports it to the sync agent."""
+
+    door: str = "closed"  # closed | open
+    lock: str = "locked"  # locked | unlocked
+    mode: str = "night"  # night | day
+    alarms: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DoorStatus:
+        allowed = {
+            "door": ("closed", "open"),
+            "lock": ("locked", "unlocked"),
+            "mode": ("night", "day"),
+        }
+        kw: dict[str, Any] = {k: data[k] for k, ok in allowed.items() if data.get(k) in ok}
+        alarms = data.get("alarms")
+        if isinstance(alarms, list):
+            kw["alarms"] = tuple(a for a in alarms[:20] if isinstance(a, str) and len(a) <= 64)
+        return cls(**kw)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "door": self.door,
+            "lock": self.lock,
+            "mode": self.mode,
+            "alarms": list(self.alarms),
+        }
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -218,10 +264,10 @@ class Store:
             raise StoreError(f"{path}: cannot open the database: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"{path}: cannot create the database folder: {exc}") from exc
-        self.db = sqlite_utils.Database(conn)
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
+        self.rollbacks = 0  # nested rollbacks so far (cached tails check it)
         self.migrate()
 
     # ----- plumbing -------------------------------------------------------
@@ -238,45 +284,51 @@ class Store:
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE); nests by joining the outer one.
+        """One write transaction (BEGIN IMMEDIATE); nested calls are savepoints.
 
         Taking the write lock at BEGIN means a concurrent writer waits up to
-        the busy timeout instead of failing half-way through.
+        the busy timeout instead of failing half-way through. A nested block
+        that raises rolls back only its own writes (and bumps ``rollbacks``,
+        so cached reads of the chain's tail are dropped).
         """
         with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
+            depth = self._depth
+            name = f"sp{depth}"
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
-            self._depth = 1
+            self._depth = depth + 1
             try:
                 yield
             except BaseException:
-                self._depth = 0
+                self._depth = depth
+                self.rollbacks += 1
                 try:
-                    self._conn.execute("ROLLBACK")
+                    if depth:
+                        self._conn.execute(f"ROLLBACK TO {name}")
+                        self._conn.execute(f"RELEASE {name}")
+                    else:
+                        self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback failed")
                 raise
-            self._depth = 0
+            self._depth = depth
             try:
-                self._conn.execute("COMMIT")
+                self._conn.execute(f"RELEASE {name}" if depth else "COMMIT")
             except sqlite3.Error as exc:
-                with suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
+                self.rollbacks += 1
+                if not depth:
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: cannot commit: {exc}") from exc
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             try:
-                return list(self.db.query(sql, params))
+                cur = self._conn.execute(sql, params)
+                cols = [d[0] for d in cur.description or ()]
+                return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: read failed: {exc}") from exc
 
@@ -286,6 +338,24 @@ class Store:
                 return self._conn.execute(sql, params)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
+
+    def _xmany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._lock:
+            try:
+                self._conn.executemany(sql, rows)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from exc
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (tests and benchmarks measure sizes)."""
+        self._x("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def pragma(self, name: str) -> Any:
+        """Read one PRAGMA's value (tests and the doctor)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        rows = self._q(f"PRAGMA {name}")
+        return next(iter(rows[0].values())) if rows else None
 
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
@@ -302,7 +372,7 @@ class Store:
             for number in range(current + 1, len(MIGRATIONS) + 1):
                 try:
                     with self.atomic():
-                        MIGRATIONS[number - 1](self.db)
+                        MIGRATIONS[number - 1](sqlite_utils.Database(self._conn))
                         self._conn.execute(f"PRAGMA user_version = {number}")
                 except sqlite3.Error as exc:
                     raise StoreError(f"{self.path}: migration {number} failed: {exc}") from exc
@@ -322,7 +392,7 @@ class Store:
             finally:
                 target.close()
 
-    # ----- meta -----------------------------------------------------------
+    # ----- meta: the state the two processes share ------------------------
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
@@ -335,6 +405,64 @@ class Store:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def _meta_float(self, key: str) -> float:
+        try:
+            value = float(self.get_meta(key, "0") or 0)
+        except ValueError:
+            return 0.0
+        return value if math.isfinite(value) else 0.0
+
+    def door_status(self) -> DoorStatus:
+        """What the door daemon last reported (defaults when absent or garbled)."""
+        raw = self.get_meta(META_DOOR_STATUS)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        return DoorStatus.from_dict(data if isinstance(data, dict) else {})
+
+    def set_door_status(self, status: DoorStatus) -> None:
+        self.set_meta(META_DOOR_STATUS, json.dumps(status.as_dict(), sort_keys=True))
+
+    def mqtt_online(self) -> bool:
+        return self.get_meta(META_MQTT_ONLINE) == "1"
+
+    def set_mqtt_online(self, online: bool) -> None:
+        self.set_meta(META_MQTT_ONLINE, "1" if online else "0")
+
+    def clock_floor(self) -> float:
+        """The persisted evidence floor (docs/protocol.md, "Time")."""
+        return self._meta_float(META_CLOCK_FLOOR)
+
+    def save_clock_floor(self, t: float) -> None:
+        """Persist a lower bound on true time; it never moves back."""
+        if not math.isfinite(t):
+            return
+        with self.atomic():
+            self._x(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS REAL), "
+                "CAST(excluded.value AS REAL))",
+                (META_CLOCK_FLOOR, repr(float(t))),
+            )
+
+    def doc_floor(self) -> float:
+        """The floor signed documents raised (0: none, or discarded)."""
+        return self._meta_float(META_DOC_FLOOR)
+
+    def save_doc_floor(self, t: float) -> None:
+        """Set (or with 0, clear) the document floor; it is bounded before it gets here."""
+        if math.isfinite(t):
+            self.set_meta(META_DOC_FLOOR, repr(float(t)))
+
+    def signed_time(self) -> float:
+        """The latest signed time the sync agent saw (the door confirms its clock with it)."""
+        return self._meta_float(META_SIGNED_TIME)
+
+    def save_signed_time(self, t: float) -> None:
+        if math.isfinite(t):
+            self.set_meta(META_SIGNED_TIME, repr(float(t)))
 
     # ----- orders ---------------------------------------------------------
 
@@ -464,7 +592,7 @@ class Store:
         if not seqs:
             return
         with self.atomic():
-            self._conn.executemany(
+            self._xmany(
                 "UPDATE events SET acked = 1, acked_at = ? WHERE seq = ?",
                 [(now, s) for s in seqs],
             )
@@ -493,7 +621,7 @@ class Store:
         if not seqs:
             return
         with self.atomic():
-            self._conn.executemany("UPDATE logs SET acked = 1 WHERE seq = ?", [(s,) for s in seqs])
+            self._xmany("UPDATE logs SET acked = 1 WHERE seq = ?", [(s,) for s in seqs])
 
     def logs_outbox_size(self) -> int:
         return int(self._q("SELECT count(*) AS n FROM logs WHERE acked = 0")[0]["n"])
@@ -546,21 +674,6 @@ class Store:
     def get_command(self, cmd_id: str) -> dict[str, Any] | None:
         rows = self._q("SELECT * FROM commands WHERE cmd_id = ?", (cmd_id,))
         return rows[0] if rows else None
-
-    # ----- clock floor ----------------------------------------------------
-
-    def clock_floor(self) -> float:
-        return float(self.get_meta("clock_floor", "0") or 0)
-
-    def save_clock_floor(self, t: float) -> None:
-        """Persist a lower bound on true time; it never moves back."""
-        with self.atomic():
-            self._x(
-                "INSERT INTO meta(key, value) VALUES ('clock_floor', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS REAL), "
-                "CAST(excluded.value AS REAL))",
-                (repr(float(t)),),
-            )
 
     # ----- retention ------------------------------------------------------
 
@@ -624,9 +737,23 @@ class Store:
             )
         return {"orders": len(ids), "events": n_events, "logs": n_logs}
 
-    def chain_anchor(self) -> tuple[int, str]:
+    def chain_anchor(self) -> Tail:
+        """Where the kept trail starts: the last purged event (or the chain's start)."""
         seq = int(self.get_meta("chain_anchor_seq", "0") or 0)
-        return seq, self.get_meta("chain_anchor_hash", ZERO_HASH) or ZERO_HASH
+        return Tail(seq, self.get_meta("chain_anchor_hash", ZERO_HASH) or ZERO_HASH)
+
+    def held_order_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the store holds (one query per 500)."""
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i : i + 500])
+            marks = ",".join("?" for _ in chunk)
+            rows = self._q(
+                f"SELECT order_id FROM orders WHERE order_id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update(str(r["order_id"]) for r in rows)
+        return found
 
     # ----- added for the sync agent ---------------------------------------
 

@@ -12,8 +12,6 @@ Entry point: :func:`run`. Also runnable as ``python -m sync.agent --config FILE`
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import random
 import signal
@@ -24,18 +22,15 @@ from typing import Any
 
 import kiosk
 from kiosk import logutil
-from kiosk.audit import Audit, parse_rfc3339, rfc3339
+from kiosk.audit import Audit
 from kiosk.clock import Clock, ClockSnapshot, SystemClock, TrustedClock, system_time_synchronized
 from kiosk.config import Config, MqttConfig
 from kiosk.errors import ConfigError, StoreError, ValidationError
 from kiosk.orders import Intake
 from kiosk.store import Store
-from kiosk.wire import Keyring
-from sync import topics
-from sync.connection import Connected, Connection, Disconnected, Message, Published, Settings
-from sync.outbox import Outbox
-from sync.protocol import (
-    COMMANDS,
+from protocol import topics
+from protocol.canonical import decode_json_object, dumps
+from protocol.commands import (
     FUTURE_SKEW_S,
     PAGE_SIZE,
     Command,
@@ -43,12 +38,12 @@ from sync.protocol import (
     check_args,
     check_command,
     check_times,
-    command_id_ok,
-    decode_json_object,
-    dumps,
-    log_payload,
     refusal,
 )
+from protocol.status import log_record, offline
+from protocol.times import format_time
+from sync.connection import Connected, Connection, Disconnected, Message, Published, Settings
+from sync.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +51,8 @@ UNLOCK_TIMEOUT_S = 30.0
 STATUS_CHECK_S = 1.0
 STATUS_EVERY_S = 300.0
 SYNC_CHECK_S = 60.0
-MAX_FLOOR_LEAD_S = 86400.0  # a signed time this far ahead of a trusted clock is a hub bug
 IDLE_POLL_S = 0.1
 RESULT_WINDOW = 20  # cmd_result pages in flight at once
-DOOR_DEFAULTS = {
-    "door": ("closed", "open"),
-    "lock": ("locked", "unlocked"),
-    "mode": ("night", "day"),
-}
 
 
 @dataclass
@@ -88,7 +77,7 @@ class Agent:
         self.stop = stop
         self.rng = rng or random.Random()
         self.store = Store(cfg.store.path, busy_timeout_ms=cfg.store.busy_timeout_ms)
-        self.keyring = Keyring(cfg.trust.hub_keys, cfg.trust.owner_keys)
+        self.keyring = cfg.trust.keyring()
         self.audit = Audit(self.store, self.site)
         self.intake = Intake(
             self.store,
@@ -98,7 +87,13 @@ class Agent:
             width=cfg.site.pickup_no_width,
             allow_unsigned=cfg.trust.allow_unsigned,
         )
-        self.tclock = TrustedClock(clock, self.store.clock_floor(), synced=self._system_synced())
+        self.tclock = TrustedClock(
+            clock,
+            self.store.clock_floor(),
+            doc_floor=self.store.doc_floor(),
+            synced=self._system_synced(),
+        )
+        self._last_conflict = -1e18
         mq = cfg.mqtt or MqttConfig()
         self.outbox = Outbox(self.store, self.site, clock, window=mq.inflight)
         self.conn: Connection | None = None
@@ -107,6 +102,7 @@ class Agent:
         self.result_mids: set[int] = set()
         self.logs_jobs: list[_LogsJob] = []
         self.refused_retained: set[str] = set()
+        self.alarms: set[str] = set()
         self.last_status: dict[str, Any] | None = None
         self.status_due = True
         self.last_status_check = -1e18
@@ -125,27 +121,46 @@ class Agent:
             return False
         return system_time_synchronized()
 
-    def _observe_signed_time(self, t: float, snap: ClockSnapshot) -> None:
-        """A signature-verified issued_at: raise and persist the clock floor."""
-        if snap.trusted and t > snap.now + MAX_FLOOR_LEAD_S:
-            log.warning(
-                "a signed issued_at is %.0f s ahead of the synced clock; not using it", t - snap.now
-            )
+    def _observe_signed_time(self, t: float, snap: ClockSnapshot, source: str) -> None:
+        """A signature-verified issued_at: raise the document floor within its bound.
+
+        A time further ahead than the kiosk can account for is not adopted:
+        it is a ``clock_conflict`` event (at most one a minute) and an alarm
+        on the status topic (docs/protocol.md, "Time").
+        """
+        seen = self.tclock.observe_signed(t)
+        if seen.outcome == "raised":
+            self.store.save_doc_floor(self.tclock.doc_floor())
+        if seen.outcome != "conflict":
+            # The door daemon reads this to let a signed time confirm its clock.
+            self.store.save_signed_time(t)
             return
-        if t > self.tclock.floor():
-            self.tclock.observe_hub_time(t)
-            self.store.save_clock_floor(self.tclock.floor())
-            # The door daemon reads this to let a signed hub time confirm its clock.
-            self.store.set_meta("hub_time", repr(t))
-        else:
-            self.tclock.observe_hub_time(t)
+        self.alarms.add("clock_conflict")
+        if snap.mono - self._last_conflict < 60.0:
+            return
+        self._last_conflict = snap.mono
+        self.audit.record(
+            "clock_conflict",
+            snap,
+            detail={
+                "source": source,
+                "signed": format_time(t),
+                "bound": format_time(seen.bound),
+                "ahead_s": round(t - snap.now),
+            },
+        )
+        log.warning(
+            "a signed %s time is %.0f s ahead of what this kiosk can account for; not adopted",
+            source,
+            t - snap.now,
+        )
 
     # ----- the loop -------------------------------------------------------
 
     def serve(self) -> int:
         """Run until ``stop`` is set; 0 when it was."""
         if self.cfg.mqtt is None:
-            self.store.set_meta("mqtt_online", "0")
+            self.store.set_mqtt_online(False)
             log.info("no [mqtt] section: the kiosk runs offline; the sync agent idles")
             while not self.stop.wait(1.0):
                 pass
@@ -160,7 +175,7 @@ class Agent:
         mq = self.cfg.mqtt
         if mq is None:
             raise ConfigError(f"{self.cfg.source}: no [mqtt] section")
-        self.store.set_meta("mqtt_online", "0")
+        self.store.set_mqtt_online(False)
         settings = Settings.from_url(
             mq.url,
             client_id=mq.client_id or f"kiosk-{self.site}",
@@ -212,16 +227,16 @@ class Agent:
         orders: list[Message] = []
         for ev in events:
             if isinstance(ev, Message):
-                parts = topics.split(ev.topic)
-                if parts is None or parts[0] != self.site:
+                parsed = topics.parse(ev.topic)
+                if parsed is None or parsed.site != self.site:
                     continue
-                if parts[1] == "orders":
+                if parsed.kind == topics.ORDERS:
                     orders.append(ev)
-                elif parts[1] == "cmd":
+                elif parsed.kind == topics.CMD:
                     if orders:
                         self._ingest(orders)
                         orders = []
-                    self._command(ev, parts[2])
+                    self._command(ev, parsed.ident)
             elif isinstance(ev, Published):
                 if not self.outbox.on_ack(ev.mid, ev.ok, ev.reason):
                     self.result_mids.discard(ev.mid)
@@ -230,7 +245,7 @@ class Agent:
             elif isinstance(ev, Disconnected):
                 self.outbox.restart()
                 self.result_mids.clear()
-                self.store.set_meta("mqtt_online", "0")
+                self.store.set_mqtt_online(False)
         if orders:
             self._ingest(orders)
 
@@ -245,7 +260,7 @@ class Agent:
         window = mq.inflight if not ev.receive_maximum else min(mq.inflight, ev.receive_maximum)
         self.outbox.restart(window)
         self.result_mids.clear()
-        self.store.set_meta("mqtt_online", "1")
+        self.store.set_mqtt_online(True)
         self.status_due = True
 
     def _tick(self) -> None:
@@ -261,7 +276,9 @@ class Agent:
         mono = self.clock.monotonic()
         if mono - self.last_sync_check >= SYNC_CHECK_S:
             self.last_sync_check = mono
-            self.tclock.set_synced(self._system_synced())
+            if self.tclock.set_synced(self._system_synced()):
+                self.store.save_doc_floor(0.0)  # NTP corrected a floor from documents
+        self.audit.flush_rejections(self.tclock.snapshot())
 
     def _publish(self, topic: str, payload: bytes) -> int | None:
         assert self.conn is not None
@@ -270,28 +287,29 @@ class Agent:
     # ----- orders down ----------------------------------------------------
 
     def _ingest(self, msgs: list[Message]) -> None:
-        """One transaction for a batch of order messages, in arrival order."""
+        """One transaction for a batch of order messages, in arrival order.
+
+        Each message is judged alone (see kiosk.orders.Intake); a defect met
+        by one never reaches another.
+        """
         snap = self.tclock.snapshot()
-        signed_times: list[float] = []
         run: list[tuple[Any, str | None, str | None]] = []
 
         def flush_run() -> None:
-            if not run:
-                return
-            results = self.intake.accept_many(run, snap, source="mqtt")
-            for (doc, _oid, _topic), res in zip(run, results, strict=True):
-                if res.outcome in ("stored", "ignored") and "sig" in doc:
-                    with contextlib.suppress(ValueError, TypeError):
-                        signed_times.append(parse_rfc3339(doc["issued_at"]))
-            run.clear()
+            if run:
+                self.intake.accept_many(run, snap, source="mqtt")
+                run.clear()
 
+        self.intake.signed_times.clear()
         with self.store.atomic():
-            held = self._held_ids(msgs)
+            held = self.store.held_order_ids(
+                sorted({p.ident for m in msgs if (p := topics.parse(m.topic)) and p.ident})
+            )
             for m in msgs:
-                parts = topics.split(m.topic)
-                oid = parts[2] if parts else None
+                parsed = topics.parse(m.topic)
+                oid = parsed.ident if parsed else None
                 topic = m.topic[:256]
-                if oid is None or not topics.ID_RE.match(oid):
+                if not topics.valid_id(oid):
                     flush_run()
                     self.intake.reject(
                         snap,
@@ -302,38 +320,23 @@ class Agent:
                         topic=topic,
                     )
                     continue
+                assert oid is not None
                 if not m.payload:
                     flush_run()
                     self.intake.forget(oid, snap)
                     continue
                 try:
-                    doc = decode_json_object(m.payload)
+                    doc: Any = decode_json_object(m.payload)
                 except ValidationError as err:
-                    flush_run()
-                    self.intake.reject(snap, err, source="mqtt", order_id=oid, topic=topic)
-                    continue
-                if oid in held and self._already_held(doc, oid):
+                    doc = err  # rejected alone, in order, by the intake
+                if oid in held and isinstance(doc, dict) and self._already_held(doc, oid):
                     self.replays_skipped += 1
                     continue
                 run.append((doc, oid, topic))
             flush_run()
-            if signed_times:
-                self._observe_signed_time(max(signed_times), snap)
+            if self.intake.signed_times:
+                self._observe_signed_time(max(self.intake.signed_times), snap, "order")
         self.ingested += len(msgs)
-
-    def _held_ids(self, msgs: list[Message]) -> set[str]:
-        """Which of the batch's order ids the store holds (one query per 500)."""
-        ids = sorted({p[2] for m in msgs if (p := topics.split(m.topic)) and p[2]})
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" for _ in chunk)
-            rows = self.store.db.query(
-                f"SELECT order_id FROM orders WHERE order_id IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            found.update(str(r["order_id"]) for r in rows)
-        return found
 
     def _already_held(self, doc: dict[str, Any], oid: str) -> bool:
         """True for the exact document already stored (the retained replay on
@@ -357,9 +360,9 @@ class Agent:
 
     # ----- commands -------------------------------------------------------
 
-    def _command(self, msg: Message, cmd_id: str | None) -> None:
+    def _command(self, msg: Message, topic_id: str | None) -> None:
         snap = self.tclock.snapshot()
-        if cmd_id is None or not command_id_ok(cmd_id):
+        if topic_id is None or not topics.valid_id(topic_id):
             self.intake.reject(
                 snap,
                 ValidationError("bad_cmd_id", "the topic's cmd_id must match [A-Za-z0-9_.-]{1,64}"),
@@ -367,6 +370,7 @@ class Agent:
                 topic=msg.topic[:256],
             )
             return
+        cmd_id = topic_id
         if not msg.payload:
             return  # someone clearing a retained message: not a command
         if msg.retain:
@@ -386,14 +390,12 @@ class Agent:
             self._refuse(cmd_id, None, err, snap)
             return
         if command.issued_at <= snap.now + FUTURE_SKEW_S:
-            self._observe_signed_time(command.issued_at, snap)
+            self._observe_signed_time(command.issued_at, snap, "command")
             snap = self.tclock.snapshot()
         try:
             if self.store.command_seen(cmd_id):
-                raise CommandRefused("replayed")
-            check_times(command, snap.now)
-            if command.cmd not in COMMANDS:
-                raise CommandRefused("unknown_cmd")
+                raise CommandRefused("replayed", signer=command.signer)
+            check_times(command, snap.expiry_now)
             args = check_args(command)
         except CommandRefused as err:
             self._refuse(cmd_id, command, err, snap, remember=err.reason != "replayed")
@@ -411,6 +413,18 @@ class Agent:
     ) -> None:
         result = refusal(cmd_id, err)
         name = command.cmd if command is not None else None
+        detail: dict[str, Any] = {
+            "cmd_id": cmd_id,
+            "cmd": name,
+            "ok": False,
+            "error": result["error"],
+            "refusal": err.reason,
+        }
+        signer = getattr(err, "signer", None) or (command.signer if command else None)
+        if signer is not None:
+            detail["key_id"] = signer.key_id
+        if command is not None and command.reason_text:
+            detail["reason"] = command.reason_text
         with self.store.atomic():
             if remember and command is not None:
                 self.store.record_command(
@@ -421,17 +435,7 @@ class Agent:
                     state="refused",
                     error=err.reason,
                 )
-            self.audit.record(
-                "command",
-                snap,
-                detail={
-                    "cmd_id": cmd_id,
-                    "cmd": name,
-                    "ok": False,
-                    "error": result["error"],
-                    "reason": err.reason,
-                },
-            )
+            self.audit.record("command", snap, detail=detail)
         log.warning("refused command %s: %s", cmd_id, result["error"])
         self.results.append((topics.cmd_result(self.site, cmd_id), dumps(result)))
 
@@ -449,11 +453,17 @@ class Agent:
             )
             if not fresh:
                 raise StoreError("a command id appeared twice in one transaction")
-            self.audit.record(
-                "command",
-                snap,
-                detail={"cmd_id": cmd_id, "cmd": command.cmd, "ok": True, "error": ""},
-            )
+            detail: dict[str, Any] = {
+                "cmd_id": cmd_id,
+                "cmd": command.cmd,
+                "ok": True,
+                "error": "",
+                "key_id": command.signer.key_id,
+            }
+            for key in ("reason", "account"):
+                if args.get(key):
+                    detail[key] = args[key]
+            self.audit.record("command", snap, detail=detail)
         log.info("accepted command %s (%s)", cmd_id, command.cmd)
         if command.cmd == "unlock":
             self.pending_unlocks[cmd_id] = snap.now + UNLOCK_TIMEOUT_S
@@ -493,7 +503,13 @@ class Agent:
                 self.audit.record(
                     "command",
                     snap,
-                    detail={"cmd_id": cmd_id, "cmd": "unlock", "ok": False, "error": error},
+                    detail={
+                        "cmd_id": cmd_id,
+                        "cmd": "unlock",
+                        "ok": False,
+                        "error": error,
+                        "refusal": "door_timeout",
+                    },
                 )
                 log.warning("unlock %s failed: %s", cmd_id, error)
                 self._result(
@@ -519,7 +535,9 @@ class Agent:
             "page": job.page,
             "last": not more,
             "events": [e.as_dict() for e in evs],
-            "logs": [log_payload(self.site, r) for r in recs],
+            "logs": [
+                log_record(self.site, r.seq, r.ts, r.level, r.logger, r.message) for r in recs
+            ],
         }
 
     def _send_results(self) -> None:
@@ -546,36 +564,30 @@ class Agent:
 
     # ----- status ---------------------------------------------------------
 
-    def _door_status(self) -> dict[str, str]:
-        out = {k: v[0] for k, v in DOOR_DEFAULTS.items()}
-        raw = self.store.get_meta("door_status")
-        if raw:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = {}
-            if isinstance(data, dict):
-                for key, allowed in DOOR_DEFAULTS.items():
-                    if data.get(key) in allowed:
-                        out[key] = data[key]
-        return out
-
     def status(self) -> dict[str, Any]:
         snap = self.tclock.snapshot()
+        door = self.store.door_status()
+        alarms = sorted(set(door.alarms) | self.alarms | self._live_alarms())
         return {
             "online": True,
             "site": self.site,
-            "ts": rfc3339(snap.now),
+            "ts": format_time(snap.now),
             "version": kiosk.__version__,
-            **self._door_status(),
+            "door": door.door,
+            "lock": door.lock,
+            "mode": door.mode,
             "orders_ready": self.store.count_orders("ready"),
             "outbox": self.store.outbox_size(),
             "clock": snap.state,
             "last_seq": self.store.last_seq(),
+            "alarms": alarms,
         }
 
+    def _live_alarms(self) -> set[str]:
+        return {"flood"} if self.audit.limiter.flooding else set()
+
     def _offline(self, reason: str) -> dict[str, Any]:
-        return {"online": False, "site": self.site, "version": kiosk.__version__, "reason": reason}
+        return offline(self.site, kiosk.__version__, reason)
 
     def _maybe_status(self) -> None:
         mono = self.clock.monotonic()
@@ -604,14 +616,16 @@ class Agent:
                 if self.conn.connected:
                     self._dispatch(self.conn.poll(0.0))  # what already arrived
                     self.outbox.flush(force=True)
-                offline = dict(self._offline("shutdown"))
-                offline["ts"] = rfc3339(self.tclock.snapshot().now)
-                self.conn.close(topics.status(self.site), dumps(offline))
+                goodbye = offline(
+                    self.site, kiosk.__version__, "shutdown", self.tclock.snapshot().now
+                )
+                self.conn.close(topics.status(self.site), dumps(goodbye))
         except Exception:
             log.exception("closing the MQTT connection failed")
         try:
+            self.audit.flush_rejections(self.tclock.snapshot(), force=True)
             self.outbox.flush(force=True)
-            self.store.set_meta("mqtt_online", "0")
+            self.store.set_mqtt_online(False)
         except StoreError:
             log.exception("writing the last acknowledgements failed")
         self.store.close()

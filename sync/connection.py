@@ -68,11 +68,14 @@ class Settings:
         return cls(host=parts.hostname, port=parts.port or (8883 if tls else 1883), tls=tls, **kw)
 
     def __repr__(self) -> str:  # never show the password
-        return f"Settings(host={self.host!r}, port={self.port}, tls={self.tls}, " \
-               f"client_id={self.client_id!r}, username={self.username!r})"
+        return (
+            f"Settings(host={self.host!r}, port={self.port}, tls={self.tls}, "
+            f"client_id={self.client_id!r}, username={self.username!r})"
+        )
 
 
 # ----- what the callbacks hand to the agent -----------------------------------
+
 
 @dataclass(frozen=True)
 class Message:
@@ -125,8 +128,15 @@ class Backoff:
 class Connection:
     """The explicit connected state and the current paho client."""
 
-    def __init__(self, settings: Settings, clock: Clock, rng: random.Random, *,
-                 will_topic: str, will_payload: bytes) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        rng: random.Random,
+        *,
+        will_topic: str,
+        will_payload: bytes,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.backoff = Backoff(rng)
@@ -143,19 +153,25 @@ class Connection:
 
     # ----- paho callbacks: convert and enqueue, nothing else --------------
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._got_connack = True
         if getattr(reason, "is_failure", False) or (isinstance(reason, int) and reason != 0):
             self._events.append(Disconnected(f"refused: {reason}"))
             return
         recv_max = getattr(properties, "ReceiveMaximum", None) if properties else None
-        self._events.append(Connected(bool(getattr(flags, "session_present", False)),
-                                      "5" if self.protocol == MQTTProtocolVersion.MQTTv5
-                                      else "3.1.1", recv_max))
+        self._events.append(
+            Connected(
+                bool(getattr(flags, "session_present", False)),
+                "5" if self.protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1",
+                recv_max,
+            )
+        )
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._events.append(Disconnected(str(reason)))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -165,8 +181,9 @@ class Connection:
             return  # brokers refuse such topics; nothing to route it by
         self._events.append(Message(topic, bytes(msg.payload), bool(msg.retain), int(msg.qos)))
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         failed = bool(getattr(reason, "is_failure", False))
         self._events.append(Published(mid, not failed, str(reason)))
 
@@ -196,8 +213,12 @@ class Connection:
         if s.username:
             client.username_pw_set(s.username, s.password or None)
         if s.tls:
-            client.tls_set(ca_certs=s.ca_file or None, certfile=s.cert_file or None,
-                           keyfile=s.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(
+                ca_certs=s.ca_file or None,
+                certfile=s.cert_file or None,
+                keyfile=s.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         client.will_set(self.will_topic, self.will_payload, qos=1, retain=True)
         return client
 
@@ -211,8 +232,9 @@ class Connection:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = SESSION_EXPIRY_S
                 props.ReceiveMaximum = 65535
-                client.connect(s.host, s.port, keepalive=s.keepalive, clean_start=False,
-                               properties=props)
+                client.connect(
+                    s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props
+                )
             else:
                 client.connect(s.host, s.port, keepalive=s.keepalive)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -269,9 +291,13 @@ class Connection:
                 self.state = CONNECTED
                 self.backoff.reset()
                 self._last_error = ""
-                log.info("MQTT connected to %s:%d (MQTT %s, session %s)", self.settings.host,
-                         self.settings.port, ev.protocol,
-                         "resumed" if ev.session_present else "new")
+                log.info(
+                    "MQTT connected to %s:%d (MQTT %s, session %s)",
+                    self.settings.host,
+                    self.settings.port,
+                    ev.protocol,
+                    "resumed" if ev.session_present else "new",
+                )
                 out.append(ev)
             elif isinstance(ev, Disconnected):
                 self._lost(ev.reason)
@@ -283,25 +309,36 @@ class Connection:
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self.state != DISCONNECTED:
                 self._lost(f"network error {rc}")
                 out.append(Disconnected(f"network error {rc}"))
-            elif self.state == CONNECTING and \
-                    self.clock.monotonic() - self._attempt_started > CONNACK_TIMEOUT_S:
+            elif (
+                self.state == CONNECTING
+                and self.clock.monotonic() - self._attempt_started > CONNACK_TIMEOUT_S
+            ):
                 self._lost("no CONNACK in time")
                 out.append(Disconnected("no CONNACK in time"))
         return out
 
     def _lost(self, reason: str) -> None:
         was = self.state
-        if was == CONNECTING and not self._got_connack \
-                and self.protocol == MQTTProtocolVersion.MQTTv5:
+        if (
+            was == CONNECTING
+            and not self._got_connack
+            and self.protocol == MQTTProtocolVersion.MQTTv5
+        ):
             # The broker hung up on an MQTT 5 CONNECT: an old broker; speak 3.1.1 next.
             self.protocol = MQTTProtocolVersion.MQTTv311
             log.info("MQTT: the broker closed the MQTT 5 connect; trying MQTT 3.1.1")
-        elif was == CONNECTING and self.protocol == MQTTProtocolVersion.MQTTv5 and \
-                ("Unsupported protocol version" in reason or "132" in reason):
+        elif (
+            was == CONNECTING
+            and self.protocol == MQTTProtocolVersion.MQTTv5
+            and ("Unsupported protocol version" in reason or "132" in reason)
+        ):
             self.protocol = MQTTProtocolVersion.MQTTv311
             log.info("MQTT: the broker refused MQTT 5; trying MQTT 3.1.1")
-        elif was == CONNECTING and self.protocol == MQTTProtocolVersion.MQTTv311 \
-                and not self._got_connack:
+        elif (
+            was == CONNECTING
+            and self.protocol == MQTTProtocolVersion.MQTTv311
+            and not self._got_connack
+        ):
             self.protocol = MQTTProtocolVersion.MQTTv5
         if self._client is not None:
             self._close(self._client)
@@ -316,8 +353,9 @@ class Connection:
         if self.state != DISCONNECTED:
             self._lost(reason)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
-                ) -> int | None:
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> int | None:
         """Hand a message to paho; its mid, or None when not connected."""
         if self.state != CONNECTED or self._client is None:
             return None
@@ -332,14 +370,15 @@ class Connection:
         if self._client is None:
             return
         if self.protocol == MQTTProtocolVersion.MQTTv5:
-            self._client.subscribe([
-                (t, SubscribeOptions(qos=q, retainAsPublished=True))
-                for t, q in topics])
+            self._client.subscribe(
+                [(t, SubscribeOptions(qos=q, retainAsPublished=True)) for t, q in topics]
+            )
         else:
             self._client.subscribe(topics)
 
-    def close(self, last_topic: str | None = None, last_payload: bytes = b"",
-              wait_s: float = 2.0) -> None:
+    def close(
+        self, last_topic: str | None = None, last_payload: bytes = b"", wait_s: float = 2.0
+    ) -> None:
         """Publish a last retained message (if connected), then disconnect cleanly."""
         client = self._client
         if client is None:
@@ -349,8 +388,11 @@ class Connection:
             start = self.clock.monotonic()
             ticks = 0
             # Bounded: a real clock ends it by time, a fake one by ticks.
-            while not info.is_published() and ticks < int(wait_s / 0.05) and \
-                    self.clock.monotonic() - start < wait_s:
+            while (
+                not info.is_published()
+                and ticks < int(wait_s / 0.05)
+                and self.clock.monotonic() - start < wait_s
+            ):
                 if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
                 ticks += 1

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from kiosk.clock import Clock
 from kiosk.store import Store
-from sync import topics
-from sync.protocol import dumps, log_payload
+from protocol import topics
+from protocol.canonical import dumps
+from protocol.status import log_record
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class Outbox:
         if free <= 0:
             return sent
         for rec in self.store.logs_since(self.last_log_sent, free, unacked_only=True):
-            mid = publish(topics.log(self.site), dumps(log_payload(self.site, rec)))
+            body = log_record(self.site, rec.seq, rec.ts, rec.level, rec.logger, rec.message)
+            mid = publish(topics.log(self.site), dumps(body))
             if mid is None:
                 return sent
             self.inflight[mid] = InFlight(LOG, rec.seq)
@@ -105,8 +107,12 @@ class Outbox:
             # Left unacked in the store: it goes again after the next reconnect.
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
-                log.warning("the broker refused %s %d (%s); it stays in the outbox",
-                            item.kind, item.seq, reason)
+                log.warning(
+                    "the broker refused %s %d (%s); it stays in the outbox",
+                    item.kind,
+                    item.seq,
+                    reason,
+                )
             return True
         (self._acked_events if item.kind == EVENT else self._acked_logs).append(item.seq)
         return True
@@ -120,8 +126,7 @@ class Outbox:
         if not n:
             return 0
         now = self.clock.monotonic()
-        if not force and n < ACK_BATCH and now - self._last_flush < ACK_FLUSH_S \
-                and self.inflight:
+        if not force and n < ACK_BATCH and now - self._last_flush < ACK_FLUSH_S and self.inflight:
             return 0
         events, logs = self._acked_events, self._acked_logs
         with self.store.atomic():

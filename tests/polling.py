@@ -8,8 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition", *,
-             interval: float = 0.02, tick: Callable[[], None] | None = None) -> Any:
+def wait_for(
+    pred: Callable[[], Any],
+    timeout: float = 20.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.02,
+    tick: Callable[[], None] | None = None,
+) -> Any:
     """Poll until ``pred()`` is truthy and return it; AssertionError after ``timeout``.
 
     ``tick`` runs between polls (e.g. to advance an injected clock).

@@ -12,24 +12,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kiosk.audit import event_hash
-from kiosk.store import ZERO_HASH
-from sync import topics
+from protocol import topics
+from protocol.events import ZERO_HASH, event_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 # No test may read the developer's ~/.config/kioskctl.toml.
 _HOME = tempfile.mkdtemp(prefix="kioskctl-home-")
 
 
-def run_ctl(*args: str, env: dict[str, str] | None = None, stdin: str | None = "",
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_ctl(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sync.ctl ARGS`` with a clean environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("KIOSKCTL_")}
     base["HOME"] = _HOME
     base.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "sync.ctl", *args], cwd=ROOT, env=base, input=stdin,
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "hub.ctl.cli", *args],
+        cwd=ROOT,
+        env=base,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -40,16 +46,28 @@ def keygen(path: Path, role: str = "owner") -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
-def make_chain(site: str, types: list[tuple[str, str | None, dict[str, Any]]], *,
-               start_seq: int = 1, prev: str = ZERO_HASH) -> list[dict[str, Any]]:
+def make_chain(
+    site: str,
+    types: list[tuple[str, str | None, dict[str, Any]]],
+    *,
+    start_seq: int = 1,
+    prev: str = ZERO_HASH,
+) -> list[dict[str, Any]]:
     """Events exactly as the kiosk publishes them, hash-chained."""
     out: list[dict[str, Any]] = []
     for i, (type_, order_id, detail) in enumerate(types):
         seq = start_seq + i
         body: dict[str, Any] = {
-            "v": 1, "site": site, "seq": seq, "event_id": f"{site}:{seq}",
-            "ts": f"2026-05-13T01:{seq % 60:02d}:00Z", "clock": "synced", "type": type_,
-            "order_id": order_id, "detail": detail, "prev_hash": prev,
+            "v": 1,
+            "site": site,
+            "seq": seq,
+            "event_id": f"{site}:{seq}",
+            "ts": f"2026-05-13T01:{seq % 60:02d}:00Z",
+            "clock": "synced",
+            "type": type_,
+            "order_id": order_id,
+            "detail": detail,
+            "prev_hash": prev,
         }
         body["hash"] = event_hash(body)
         prev = body["hash"]
@@ -62,8 +80,9 @@ def client(port: int, client_id: str = "") -> Any:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=mqtt.MQTTv5)
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     connected = threading.Event()
     c.on_connect = lambda *_a: connected.set()
     c.connect("127.0.0.1", port)
@@ -116,9 +135,14 @@ class FakeKiosk:
     Every command received is kept in ``commands``.
     """
 
-    def __init__(self, port: int, site: str,
-                 answer: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                 *, then_publish: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        site: str,
+        answer: Callable[[dict[str, Any]], list[dict[str, Any]]],
+        *,
+        then_publish: Callable[[Any], None] | None = None,
+    ) -> None:
         self.site = site
         self.commands: list[dict[str, Any]] = []
         self.answer = answer
@@ -134,8 +158,11 @@ class FakeKiosk:
         doc = json.loads(msg.payload)
         self.commands.append(doc)
         for page in self.answer(doc):
-            c.publish(topics.cmd_result(self.site, doc["cmd_id"]),
-                      json.dumps(page, ensure_ascii=False), qos=1)
+            c.publish(
+                topics.cmd_result(self.site, doc["cmd_id"]),
+                json.dumps(page, ensure_ascii=False),
+                qos=1,
+            )
         if self.then_publish is not None:
             self.then_publish(c)
 

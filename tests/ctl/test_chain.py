@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from kiosk.audit import verify_chain
-from sync.ctl_watch import ChainWatch
+from hub.ctl.watch import ChainWatch
+from protocol.events import verify_chain
 from tests.ctl import make_chain, run_ctl
 
 SITE = "shop-1"

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from kiosk.errors import SignatureError
-from kiosk.wire import ROLE_HUB, ROLE_OWNER, Keyring, parse_public_key, public_key_text
+from protocol.keys import Keyring, Role, parse_public_key, public_key_text
 from tests.ctl import keygen, run_ctl
 
 pytestmark = pytest.mark.slow
@@ -41,12 +41,12 @@ def test_public_key_verifies_a_signature_made_with_the_private_key(tmp_path: Pat
     proc = run_ctl("sign", str(doc), "--key", str(tmp_path / "hub.key"))
     assert proc.returncode == 0, proc.stderr
     signed = json.loads(proc.stdout)
-    assert Keyring(hub_keys=[pub]).verify(signed, ROLE_HUB) == ROLE_HUB
+    assert Keyring(hub_keys=[pub]).verify(signed, {Role.HUB}).role is Role.HUB
     with pytest.raises(SignatureError):  # a hub key may not sign commands
-        Keyring(hub_keys=[pub]).verify(signed, ROLE_OWNER)
+        Keyring(hub_keys=[pub]).verify(signed, {Role.OWNER})
     signed["hello"] = "changed"
     with pytest.raises(SignatureError):
-        Keyring(hub_keys=[pub]).verify(signed, ROLE_HUB)
+        Keyring(hub_keys=[pub]).verify(signed, {Role.HUB})
 
 
 def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
@@ -68,8 +68,7 @@ def test_bad_key_file_is_one_line_error(tmp_path: Path, which: str) -> None:
     keygen(tmp_path / "k")
     doc = tmp_path / "doc.json"
     doc.write_text("{}")
-    path = {"missing": tmp_path / "nope.key", "public": tmp_path / "k.pub",
-            "garbage": doc}[which]
+    path = {"missing": tmp_path / "nope.key", "public": tmp_path / "k.pub", "garbage": doc}[which]
     proc = run_ctl("sign", str(doc), "--key", str(path))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr

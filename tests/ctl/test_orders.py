@@ -10,10 +10,10 @@ from typing import Any
 import pyotp
 import pytest
 
-from kiosk.audit import parse_rfc3339
 from kiosk.orders import validate_order
-from kiosk.wire import ROLE_HUB, Keyring
-from sync import topics
+from protocol import topics
+from protocol.keys import Keyring, Role
+from protocol.times import parse_time as parse_rfc3339
 from tests.broker import Broker
 from tests.ctl import keygen, publish_retained, read_retained, run_ctl
 
@@ -41,17 +41,35 @@ def publish(hub: dict[str, Any], *args: str) -> Any:
 
 def test_published_order_is_valid_signed_and_retained(hub: dict[str, Any]) -> None:
     before = time.time()
-    proc = publish(hub, "--order-id", "HM-0042", "--pickup-no", "42", "--slot", "B3",
-                   "--customer-name", "李少云", "--phone-tail", "1234",
-                   "--item", "红提:1:盒", "--item", "milk:2:bottle", "--expires-in", "36")
+    proc = publish(
+        hub,
+        "--order-id",
+        "HM-0042",
+        "--pickup-no",
+        "42",
+        "--slot",
+        "B3",
+        "--customer-name",
+        "李少云",
+        "--phone-tail",
+        "1234",
+        "--item",
+        "红提:1:盒",
+        "--item",
+        "milk:2:bottle",
+        "--expires-in",
+        "36",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = retained_order(hub["port"], "HM-0042")
     assert doc is not None
     row = validate_order(doc, site=SITE, width=3, order_id="HM-0042")
-    assert Keyring(hub_keys=[hub["pub"]]).verify(doc, ROLE_HUB) == ROLE_HUB
+    assert Keyring(hub_keys=[hub["pub"]]).verify(doc, {Role.HUB}).role is Role.HUB
     assert (row.version, row.status, row.pickup_no, row.slot) == (1, "ready", "042", "B3")
-    assert doc["items"] == [{"name": "红提", "qty": 1, "unit": "盒"},
-                            {"name": "milk", "qty": 2, "unit": "bottle"}]
+    assert doc["items"] == [
+        {"name": "红提", "qty": 1, "unit": "盒"},
+        {"name": "milk", "qty": 2, "unit": "bottle"},
+    ]
     assert doc["customer"] == {"name": "李少云", "phone_tail": "1234"}
     assert doc["issued_at"].endswith("Z")
     assert int(before) <= parse_rfc3339(doc["issued_at"]) <= time.time()
@@ -63,12 +81,17 @@ def test_published_order_is_valid_signed_and_retained(hub: dict[str, Any]) -> No
     assert secret not in proc.stdout + proc.stderr
 
 
-def test_publish_from_file_keeps_secret_and_fields(hub: dict[str, Any], tmp_path: Path
-                                                   ) -> None:
+def test_publish_from_file_keeps_secret_and_fields(hub: dict[str, Any], tmp_path: Path) -> None:
     secret = pyotp.random_base32(32)
-    src = {"site": SITE, "order_id": "F-1", "status": "paid", "pickup_no": "007",
-           "otp": {"secret": secret, "digits": 8, "period": 60}, "backup_code": True,
-           "note": "unknown fields are kept"}
+    src = {
+        "site": SITE,
+        "order_id": "F-1",
+        "status": "paid",
+        "pickup_no": "007",
+        "otp": {"secret": secret, "digits": 8, "period": 60},
+        "backup_code": True,
+        "note": "unknown fields are kept",
+    }
     f = tmp_path / "order.json"
     f.write_text(json.dumps(src))
     proc = run_ctl("order", "publish", "--file", str(f), "--version", "4", env=hub["env"])
@@ -76,7 +99,7 @@ def test_publish_from_file_keeps_secret_and_fields(hub: dict[str, Any], tmp_path
     doc = retained_order(hub["port"], "F-1")
     assert doc is not None
     validate_order(doc, site=SITE, width=3)
-    Keyring(hub_keys=[hub["pub"]]).verify(doc, ROLE_HUB)
+    Keyring(hub_keys=[hub["pub"]]).verify(doc, {Role.HUB})
     assert doc["otp"] == {"secret": secret, "digits": 8, "period": 60}
     assert (doc["version"], doc["status"], doc["note"], doc["v"]) == (4, "paid", src["note"], 1)
 
@@ -85,22 +108,21 @@ def test_update_bumps_version_keeps_secret_and_cancel(hub: dict[str, Any]) -> No
     assert publish(hub, "--order-id", "U-1", "--pickup-no", "5").returncode == 0
     first = retained_order(hub["port"], "U-1")
     assert first is not None and first["slot"] is None
-    proc = run_ctl("order", "update", "U-1", "--slot", "C2", "--status", "ready",
-                   env=hub["env"])
+    proc = run_ctl("order", "update", "U-1", "--slot", "C2", "--status", "ready", env=hub["env"])
     assert proc.returncode == 0, proc.stderr
     second = retained_order(hub["port"], "U-1")
     assert second is not None
     assert (second["version"], second["slot"]) == (2, "C2")
     assert second["otp"] == first["otp"]
     assert second["sig"] != first["sig"]
-    Keyring(hub_keys=[hub["pub"]]).verify(second, ROLE_HUB)
+    Keyring(hub_keys=[hub["pub"]]).verify(second, {Role.HUB})
     proc = run_ctl("order", "cancel", "U-1", env=hub["env"])
     assert proc.returncode == 0, proc.stderr
     third = retained_order(hub["port"], "U-1")
     assert third is not None
     assert (third["version"], third["status"]) == (3, "cancelled")
     validate_order(third, site=SITE, width=3)
-    Keyring(hub_keys=[hub["pub"]]).verify(third, ROLE_HUB)
+    Keyring(hub_keys=[hub["pub"]]).verify(third, {Role.HUB})
 
 
 def test_update_of_unknown_order_is_an_error(hub: dict[str, Any]) -> None:
@@ -124,8 +146,9 @@ def test_duplicate_pickup_number_is_refused(hub: dict[str, Any]) -> None:
     assert "042" in proc.stderr and "A-1" in proc.stderr and "Traceback" not in proc.stderr
     assert retained_order(hub["port"], "A-2") is None
     # a pickup number of a collected order may be reused
-    assert run_ctl("order", "update", "A-1", "--status", "collected",
-                   env=hub["env"]).returncode == 0
+    assert (
+        run_ctl("order", "update", "A-1", "--status", "collected", env=hub["env"]).returncode == 0
+    )
     proc = publish(hub, "--order-id", "A-2", "--pickup-no", "42")
     assert proc.returncode == 0, proc.stderr
 
@@ -136,15 +159,19 @@ def test_republishing_an_old_version_is_refused(hub: dict[str, Any]) -> None:
     assert proc.returncode == 1 and "order update" in proc.stderr
 
 
-@pytest.mark.parametrize(("flags", "words"), [
-    (["--digits", "9"], "otp.digits"),
-    (["--period", "5"], "otp.period"),
-    (["--phone-tail", "12345"], "phone_tail"),
-    (["--pickup-no", "12345"], "pickup_no"),
-    (["--order-id", "bad id"], "order_id"),
-])
-def test_invalid_fields_are_refused_before_publishing(hub: dict[str, Any], flags: list[str],
-                                                      words: str) -> None:
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--digits", "9"], "otp.digits"),
+        (["--period", "5"], "otp.period"),
+        (["--phone-tail", "12345"], "phone_tail"),
+        (["--pickup-no", "12345"], "pickup_no"),
+        (["--order-id", "bad id"], "order_id"),
+    ],
+)
+def test_invalid_fields_are_refused_before_publishing(
+    hub: dict[str, Any], flags: list[str], words: str
+) -> None:
     base = {"--order-id": "I-1", "--pickup-no": "3"}
     base.update(dict(zip(flags[::2], flags[1::2], strict=True)))
     args = [x for kv in base.items() for x in kv]
@@ -156,8 +183,12 @@ def test_invalid_fields_are_refused_before_publishing(hub: dict[str, Any], flags
 
 
 def test_code_is_pyotp_totp_of_the_published_secret(hub: dict[str, Any]) -> None:
-    assert publish(hub, "--order-id", "C-1", "--pickup-no", "77", "--backup-code",
-                   "--digits", "8").returncode == 0
+    assert (
+        publish(
+            hub, "--order-id", "C-1", "--pickup-no", "77", "--backup-code", "--digits", "8"
+        ).returncode
+        == 0
+    )
     doc = retained_order(hub["port"], "C-1")
     assert doc is not None
     totp = pyotp.TOTP(doc["otp"]["secret"], digits=8)
@@ -181,9 +212,20 @@ def test_code_is_pyotp_totp_of_the_published_secret(hub: dict[str, Any]) -> None
 def test_code_from_file_needs_no_broker(tmp_path: Path) -> None:
     secret = pyotp.random_base32(32)
     f = tmp_path / "o.json"
-    f.write_text(json.dumps({"v": 1, "site": SITE, "order_id": "X", "version": 1,
-                             "issued_at": "2026-05-12T21:04:05Z", "status": "ready",
-                             "pickup_no": "123", "otp": {"secret": secret}}))
+    f.write_text(
+        json.dumps(
+            {
+                "v": 1,
+                "site": SITE,
+                "order_id": "X",
+                "version": 1,
+                "issued_at": "2026-05-12T21:04:05Z",
+                "status": "ready",
+                "pickup_no": "123",
+                "otp": {"secret": secret},
+            }
+        )
+    )
     t0 = time.time()
     proc = run_ctl("code", "--file", str(f), "--broker", "mqtt://127.0.0.1:1")
     t1 = time.time()
@@ -193,8 +235,18 @@ def test_code_from_file_needs_no_broker(tmp_path: Path) -> None:
 
 
 def test_publish_without_key_is_a_clear_error(broker: Broker) -> None:
-    proc = run_ctl("order", "publish", "--broker", broker.url, "--site", SITE,
-                   "--order-id", "K-1", "--pickup-no", "1")
+    proc = run_ctl(
+        "order",
+        "publish",
+        "--broker",
+        broker.url,
+        "--site",
+        SITE,
+        "--order-id",
+        "K-1",
+        "--pickup-no",
+        "1",
+    )
     assert proc.returncode == 64
     assert "--key" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -210,10 +262,20 @@ def test_qr_without_segno_is_a_clear_message(tmp_path: Path) -> None:
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('segno is not installed')\n")
     f = tmp_path / "o.json"
-    f.write_text(json.dumps({"v": 1, "site": SITE, "order_id": "Q", "version": 1,
-                             "issued_at": "2026-05-12T21:04:05Z", "status": "ready",
-                             "pickup_no": "123", "otp": {"secret": pyotp.random_base32(32)}}))
-    proc = run_ctl("code", "--file", str(f), "--qr",
-                   env={"PYTHONPATH": str(fake.parent)})
+    f.write_text(
+        json.dumps(
+            {
+                "v": 1,
+                "site": SITE,
+                "order_id": "Q",
+                "version": 1,
+                "issued_at": "2026-05-12T21:04:05Z",
+                "status": "ready",
+                "pickup_no": "123",
+                "otp": {"secret": pyotp.random_base32(32)},
+            }
+        )
+    )
+    proc = run_ctl("code", "--file", str(f), "--qr", env={"PYTHONPATH": str(fake.parent)})
     assert proc.returncode == 1
     assert "segno" in proc.stderr and "--uri" in proc.stderr and "Traceback" not in proc.stderr

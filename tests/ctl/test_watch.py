@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from kiosk.audit import parse_rfc3339
-from kiosk.wire import ROLE_OWNER, Keyring
-from sync import topics
+from protocol import topics
+from protocol.keys import Keyring, Role
+from protocol.times import parse_time as parse_rfc3339
 from tests.broker import Broker, free_port
 from tests.ctl import FakeKiosk, keygen, make_chain, publish_retained, run_ctl
 
@@ -31,9 +31,18 @@ def owner(tmp_path: Path, broker: Broker) -> dict[str, Any]:
 
 
 def status_doc(**over: Any) -> dict[str, Any]:
-    doc = {"online": True, "ts": "2026-05-13T01:12:09Z", "version": "0.1.0", "door": "closed",
-           "lock": "locked", "mode": "night", "orders_ready": 12, "outbox": 0,
-           "clock": "synced", "last_seq": 1842}
+    doc = {
+        "online": True,
+        "ts": "2026-05-13T01:12:09Z",
+        "version": "0.1.0",
+        "door": "closed",
+        "lock": "locked",
+        "mode": "night",
+        "orders_ready": 12,
+        "outbox": 0,
+        "clock": "synced",
+        "last_seq": 1842,
+    }
     doc.update(over)
     return doc
 
@@ -84,15 +93,20 @@ def test_unlock_round_trip(owner: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "door unlocked" in proc.stdout and "unlocked_for_s" in proc.stdout
     [cmd] = kiosk.commands
-    assert Keyring(owner_keys=[owner["pub"]]).verify(cmd, ROLE_OWNER) == ROLE_OWNER
+    assert Keyring(owner_keys=[owner["pub"]]).verify(cmd, {Role.OWNER}).role is Role.OWNER
     assert (cmd["v"], cmd["site"], cmd["cmd"]) == (1, SITE, "unlock")
     assert cmd["args"] == {"reason": "courier at the door"}
     assert parse_rfc3339(cmd["expires_at"]) - parse_rfc3339(cmd["issued_at"]) == 60
 
 
 def test_unlock_refused_exits_1_with_the_error(owner: dict[str, Any]) -> None:
-    kiosk = FakeKiosk(owner["port"], SITE, lambda cmd: [
-        {"cmd_id": cmd["cmd_id"], "ok": False, "error": "signer lacks the owner role"}])
+    kiosk = FakeKiosk(
+        owner["port"],
+        SITE,
+        lambda cmd: [
+            {"cmd_id": cmd["cmd_id"], "ok": False, "error": "signer lacks the owner role"}
+        ],
+    )
     try:
         proc = run_ctl("unlock", "--reason", "test", "--yes", env=owner["env"])
     finally:
@@ -104,8 +118,7 @@ def test_unlock_refused_exits_1_with_the_error(owner: dict[str, Any]) -> None:
 def test_unlock_without_answer_exits_2(owner: dict[str, Any]) -> None:
     kiosk = FakeKiosk(owner["port"], SITE, lambda cmd: [])  # hears, never answers
     try:
-        proc = run_ctl("unlock", "--reason", "test", "--yes", "--timeout", "1",
-                       env=owner["env"])
+        proc = run_ctl("unlock", "--reason", "test", "--yes", "--timeout", "1", env=owner["env"])
     finally:
         kiosk.close()
     assert proc.returncode == 2
@@ -126,15 +139,30 @@ def test_unlock_without_tty_needs_yes(owner: dict[str, Any]) -> None:
 # -- logs ---------------------------------------------------------------------------
 
 
-EVENTS = [("boot", None, {}), ("code_rejected", None, {"reason": "wrong_code"}),
-          ("code_accepted", "HM-42", {}), ("door_unlocked", "HM-42", {}),
-          ("door_opened", None, {}), ("door_closed", None, {})]
-LOGS = [{"v": 1, "site": SITE, "seq": 7, "ts": "2026-05-13T01:03:30Z", "level": "WARNING",
-         "logger": "kiosk.door", "message": "keypad throttled"}]
+EVENTS = [
+    ("boot", None, {}),
+    ("code_rejected", None, {"reason": "wrong_code"}),
+    ("code_accepted", "HM-42", {}),
+    ("door_unlocked", "HM-42", {}),
+    ("door_opened", None, {}),
+    ("door_closed", None, {}),
+]
+LOGS = [
+    {
+        "v": 1,
+        "site": SITE,
+        "seq": 7,
+        "ts": "2026-05-13T01:03:30Z",
+        "level": "WARNING",
+        "logger": "kiosk.door",
+        "message": "keypad throttled",
+    }
+]
 
 
-def serve_logs(events: list[dict[str, Any]], page_size: int = 4
-               ) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+def serve_logs(
+    events: list[dict[str, Any]], page_size: int = 4
+) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
     """A kiosk's answer to ``logs``: the events after since_seq in pages."""
 
     def answer(cmd: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,11 +170,20 @@ def serve_logs(events: list[dict[str, Any]], page_size: int = 4
             return [{"cmd_id": cmd["cmd_id"], "ok": False, "error": "unexpected"}]
         since = cmd["args"]["since_seq"]
         wanted = [e for e in events if e["seq"] > since]
-        pages = [wanted[i:i + page_size] for i in range(0, len(wanted), page_size)] or [[]]
+        pages = [wanted[i : i + page_size] for i in range(0, len(wanted), page_size)] or [[]]
         # numbered from 1 like sync/agent.py; kioskctl also accepts 0
-        return [{"cmd_id": cmd["cmd_id"], "ok": True, "page": n, "last": n == len(pages),
-                 "events": page, "logs": LOGS if n == 1 else []}
-                for n, page in enumerate(pages, 1)]
+        return [
+            {
+                "cmd_id": cmd["cmd_id"],
+                "ok": True,
+                "page": n,
+                "last": n == len(pages),
+                "events": page,
+                "logs": LOGS if n == 1 else [],
+            }
+            for n, page in enumerate(pages, 1)
+        ]
+
     return answer
 
 
@@ -169,7 +206,7 @@ def test_logs_of_a_correct_chain(owner: dict[str, Any]) -> None:
     printed = [json.loads(line) for line in jproc.stdout.splitlines()]
     assert [p for p in printed if "hash" in p] == events  # exactly as published
     cmd = kiosk.commands[0]
-    Keyring(owner_keys=[owner["pub"]]).verify(cmd, ROLE_OWNER)
+    Keyring(owner_keys=[owner["pub"]]).verify(cmd, {Role.OWNER})
     assert cmd["args"] == {"since_seq": 0, "since_log_seq": 0}
 
 
@@ -220,13 +257,13 @@ def test_logs_follow_prints_live_events_and_dedupes(owner: dict[str, Any]) -> No
     def then_publish(c: Any) -> None:
         for ev in live:
             c.publish(topics.events(SITE), json.dumps(ev), qos=1)
-        c.publish(topics.log(SITE), json.dumps({**LOGS[0], "seq": 8, "message": "live one"}),
-                  qos=1)
+        c.publish(topics.log(SITE), json.dumps({**LOGS[0], "seq": 8, "message": "live one"}), qos=1)
 
     kiosk = FakeKiosk(owner["port"], SITE, serve_logs(served), then_publish=then_publish)
     try:
-        proc = run_ctl("logs", "--since", "0", "--follow", "--duration", "3", "--json",
-                       env=owner["env"])
+        proc = run_ctl(
+            "logs", "--since", "0", "--follow", "--duration", "3", "--json", env=owner["env"]
+        )
     finally:
         kiosk.close()
     assert proc.returncode == 0, proc.stderr
@@ -236,8 +273,11 @@ def test_logs_follow_prints_live_events_and_dedupes(owner: dict[str, Any]) -> No
 
 
 def test_logs_refused(owner: dict[str, Any]) -> None:
-    kiosk = FakeKiosk(owner["port"], SITE, lambda cmd: [
-        {"cmd_id": cmd["cmd_id"], "ok": False, "error": "expired"}])
+    kiosk = FakeKiosk(
+        owner["port"],
+        SITE,
+        lambda cmd: [{"cmd_id": cmd["cmd_id"], "ok": False, "error": "expired"}],
+    )
     try:
         proc = run_ctl("logs", "--since", "0", env=owner["env"])
     finally:
@@ -248,11 +288,14 @@ def test_logs_refused(owner: dict[str, Any]) -> None:
 # -- broker failures ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    ["status", "--all"],
-    ["unlock", "--site", SITE, "--reason", "x", "--yes"],
-    ["order", "forget", "--site", SITE, "X-1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--all"],
+        ["unlock", "--site", SITE, "--reason", "x", "--yes"],
+        ["order", "forget", "--site", SITE, "X-1"],
+    ],
+)
 def test_unreachable_broker_is_one_line(tmp_path: Path, argv: list[str]) -> None:
     key = tmp_path / "k"
     keygen(key)
@@ -274,10 +317,17 @@ def test_bad_credentials_are_one_line(tmp_path: Path) -> None:
         conf.append("user root")  # else mosquitto drops to a user that cannot read tmp_path
     b = Broker(tmp_path / "authbroker", extra_conf=conf).start()
     try:
-        bad = run_ctl("status", "--all", "--broker", b.url, "--username", "owner",
-                      "--password", "wrong")
-        good = run_ctl("status", "--all", "--json", "--broker", b.url,
-                       env={"KIOSKCTL_USERNAME": "owner", "KIOSKCTL_PASSWORD": "right"})
+        bad = run_ctl(
+            "status", "--all", "--broker", b.url, "--username", "owner", "--password", "wrong"
+        )
+        good = run_ctl(
+            "status",
+            "--all",
+            "--json",
+            "--broker",
+            b.url,
+            env={"KIOSKCTL_USERNAME": "owner", "KIOSKCTL_PASSWORD": "right"},
+        )
     finally:
         b.stop()
     assert bad.returncode == 4
@@ -297,10 +347,16 @@ def test_config_file_and_precedence(tmp_path: Path, broker: Broker) -> None:
     assert [r["site"] for r in json.loads(proc.stdout)] == ["shop-a"]
     proc = run_ctl("status", "--json", "--config", str(conf), env={"KIOSKCTL_SITE": "shop-b"})
     assert [r["site"] for r in json.loads(proc.stdout)] == ["shop-b"]
-    proc = run_ctl("status", "--json", "--config", str(conf), "--site", "shop-a",
-                   env={"KIOSKCTL_SITE": "shop-b"})
+    proc = run_ctl(
+        "status",
+        "--json",
+        "--config",
+        str(conf),
+        "--site",
+        "shop-a",
+        env={"KIOSKCTL_SITE": "shop-b"},
+    )
     assert [r["site"] for r in json.loads(proc.stdout)] == ["shop-a"]
     conf.write_text('brokr = "x"\n')
     proc = run_ctl("status", "--config", str(conf))
     assert proc.returncode == 64 and "brokr" in proc.stderr and str(conf) in proc.stderr
-

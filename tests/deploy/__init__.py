@@ -53,7 +53,11 @@ def run_script(
     }
     return subprocess.run(
         ["bash", str(checkout / "scripts" / name), *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -76,5 +80,6 @@ def tree(root: Path) -> dict[str, tuple[str, ...]]:
 
 
 def would_run(output: str) -> list[str]:
-    return [line[len("would run: "):] for line in output.splitlines()
-            if line.startswith("would run: ")]
+    return [
+        line[len("would run: ") :] for line in output.splitlines() if line.startswith("would run: ")
+    ]

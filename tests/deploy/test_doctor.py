@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from kiosk import config as config_mod
 from kiosk import doctor
 from kiosk.store import MIGRATIONS, Store
-from kiosk.wire import public_key_text
+from protocol.keys import public_key_text
 from tests.broker import Broker, free_port
 from tests.deploy import REPO
 
@@ -237,8 +237,9 @@ def test_no_cjk_font(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "fonts-wqy-microhei" in bad["fix"]
 
 
-def test_no_cjk_font_without_hardware_fonts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_no_cjk_font_without_hardware_fonts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The fallback when hardware.fonts cannot be imported: the usual paths."""
     monkeypatch.setitem(sys.modules, "hardware.fonts", None)  # import now raises ImportError
     monkeypatch.setattr(doctor, "FALLBACK_FONTS", (tmp_path / "none.ttc",))
@@ -266,9 +267,11 @@ def test_relock_step_in_the_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(doctor, "UNIT_PATHS", (unit,))
     assert doctor.check_unit().ok
     stripped = tmp_path / unit.name
-    stripped.write_text("\n".join(
-        line for line in unit.read_text().splitlines() if not line.startswith("ExecStopPost=")
-    ))
+    stripped.write_text(
+        "\n".join(
+            line for line in unit.read_text().splitlines() if not line.startswith("ExecStopPost=")
+        )
+    )
     monkeypatch.setattr(doctor, "UNIT_PATHS", (stripped,))
     result = doctor.check_unit()
     assert not result.ok and "install.sh" in result.fix
@@ -295,8 +298,7 @@ def mqtt_sections(tmp_path: Path, url: str, **extra: Any) -> dict[str, dict[str,
 
 def mosquitto_passwd(path: Path, user: str, password: str) -> None:
     exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    subprocess.run([exe, "-c", "-b", str(path), user, password], check=True,
-                   capture_output=True)
+    subprocess.run([exe, "-c", "-b", str(path), user, password], check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -305,8 +307,10 @@ def auth_broker(tmp_path: Path) -> Iterator[Broker]:
     mosquitto_passwd(pw, "shop-01", PASSWORD)
     # "user root": mosquitto started as root otherwise drops to the mosquitto
     # user, who cannot read a password file under pytest's private tmp_path.
-    b = Broker(tmp_path / "broker",
-               extra_conf=["user root", f"password_file {pw}", "allow_anonymous false"])
+    b = Broker(
+        tmp_path / "broker",
+        extra_conf=["user root", f"password_file {pw}", "allow_anonymous false"],
+    )
     b.start()
     try:
         yield b
@@ -325,8 +329,9 @@ def test_broker_unreachable(tmp_path: Path) -> None:
 
 @pytest.mark.broker
 def test_broker_good_credentials(tmp_path: Path, auth_broker: Broker) -> None:
-    code, report, checks = run(write_config(tmp_path / "k.toml",
-                                            mqtt_sections(tmp_path, auth_broker.url)))
+    code, report, checks = run(
+        write_config(tmp_path / "k.toml", mqtt_sections(tmp_path, auth_broker.url))
+    )
     assert code == 0, checks["broker"]
     assert "accepted as 'shop-01'" in checks["broker"]["detail"]
     assert PASSWORD not in json.dumps(report)
@@ -356,25 +361,42 @@ def _tls_files(tmp_path: Path) -> tuple[Path, Path, Path]:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test CA"))
+        .issuer_name(name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = (tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return paths
 
 
@@ -384,10 +406,17 @@ def test_broker_tls(tmp_path: Path) -> None:
     ca, cert, key = _tls_files(tmp_path)
     pw = tmp_path / "passwd"
     mosquitto_passwd(pw, "shop-01", PASSWORD)
-    broker = Broker(tmp_path / "broker", extra_conf=[
-        "user root", f"cafile {ca}", f"certfile {cert}", f"keyfile {key}",
-        f"password_file {pw}", "allow_anonymous false",
-    ]).start()
+    broker = Broker(
+        tmp_path / "broker",
+        extra_conf=[
+            "user root",
+            f"cafile {ca}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            f"password_file {pw}",
+            "allow_anonymous false",
+        ],
+    ).start()
     plain = Broker(tmp_path / "plain").start()
     try:
         tls_url = f"mqtts://127.0.0.1:{broker.port}"
@@ -429,12 +458,20 @@ def test_cli_entry_points(tmp_path: Path) -> None:
     py = sys.executable
     for argv in ([py, "-m", "kiosk.doctor"], [py, "-m", "kiosk.cli", "doctor"]):
         env = {**os.environ, "KIOSK_CONFIG": good}
-        ok = subprocess.run([*argv, "--json"], capture_output=True, text=True,
-                            cwd=REPO, env=env, timeout=60, check=False)
+        ok = subprocess.run(
+            [*argv, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert json.loads(ok.stdout)["ok"] is True
         env["KIOSK_CONFIG"] = bad
-        failed = subprocess.run(argv, capture_output=True, text=True,
-                                cwd=REPO, env=env, timeout=60, check=False)
+        failed = subprocess.run(
+            argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False
+        )
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert "FAIL  trusted keys" in failed.stdout

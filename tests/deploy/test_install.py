@@ -177,7 +177,9 @@ def test_uninstall_knows_every_unit_install_installs() -> None:
 def test_install_rejects_unknown_options(checkout: Path) -> None:
     proc = subprocess.run(
         ["bash", str(checkout / "scripts/install.sh"), "--bogus"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert "unknown option --bogus" in proc.stderr
@@ -185,9 +187,18 @@ def test_install_rejects_unknown_options(checkout: Path) -> None:
 
 def test_shellcheck() -> None:  # scripts/test installs shellcheck
     proc = subprocess.run(
-        ["shellcheck", "-x", "scripts/install.sh", "scripts/uninstall.sh", "scripts/run",
-         "scripts/test"],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        [
+            "shellcheck",
+            "-x",
+            "scripts/install.sh",
+            "scripts/uninstall.sh",
+            "scripts/run",
+            "scripts/test",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout
 

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.skipif(
     not Path(ANALYZE).exists(), reason="systemd-analyze is not installed (scripts/test installs it)"
 )
 
-EXEC_RE = re.compile(r"^\s*Exec(?:Start|StartPre|StartPost|Stop|StopPost|Reload|Condition)=(\S+)",
-                     re.MULTILINE)
+EXEC_RE = re.compile(
+    r"^\s*Exec(?:Start|StartPre|StartPost|Stop|StopPost|Reload|Condition)=(\S+)", re.MULTILINE
+)
 
 
 def unit_text(name: str) -> str:
@@ -71,7 +72,10 @@ def staged_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def verify(root: Path, *units: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [ANALYZE, "verify", f"--root={root}", *(f"/etc/systemd/system/{u}" for u in units)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -123,8 +127,13 @@ def test_door_unit_promises() -> None:
     assert all("*" not in a for a in allowed if a.startswith("/dev/")), "no globs in paths"
     # The door never talks to a network.
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_NETLINK"]
-    for hard in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "ProtectKernelTunables",
-                 "ProtectControlGroups"):
+    for hard in (
+        "NoNewPrivileges",
+        "ProtectHome",
+        "PrivateTmp",
+        "ProtectKernelTunables",
+        "ProtectControlGroups",
+    ):
         assert d[hard] == ["yes"], hard
     assert d["ProtectSystem"] == ["strict"] and d["UMask"] == ["0077"]
     assert d["StandardOutput"] == ["journal"]
@@ -146,8 +155,12 @@ def test_target_pulls_in_both() -> None:
     wanted = " ".join(d["Wants"]).split()
     assert {"pickup-kiosk-door.service", "pickup-kiosk-sync.service"} <= set(wanted)
     assert d["WantedBy"] == ["multi-user.target"]
-    for unit in ("pickup-kiosk-door.service", "pickup-kiosk-sync.service",
-                 "pickup-kiosk-rearm.service", "pickup-kiosk-rearm.timer"):
+    for unit in (
+        "pickup-kiosk-door.service",
+        "pickup-kiosk-sync.service",
+        "pickup-kiosk-rearm.service",
+        "pickup-kiosk-rearm.timer",
+    ):
         assert directives(unit)["PartOf"] == ["pickup-kiosk.target"], unit
 
 
@@ -155,9 +168,17 @@ def test_security_exposure_is_low(staged_root: Path) -> None:
     """systemd's own score of the sandbox (0 best, 10 worst), read offline."""
     for unit, ceiling in (("pickup-kiosk-door.service", 3.0), ("pickup-kiosk-sync.service", 2.5)):
         proc = subprocess.run(
-            [ANALYZE, "security", "--offline=true", f"--root={staged_root}",
-             f"/etc/systemd/system/{unit}"],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                ANALYZE,
+                "security",
+                "--offline=true",
+                f"--root={staged_root}",
+                f"/etc/systemd/system/{unit}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout)
         if m is None:

@@ -100,8 +100,10 @@ def test_long_text_is_wrapped_or_shrunk_never_clipped(
     renderers: dict[tuple[int, int], Renderer], size: tuple[int, int]
 ) -> None:
     r = renderers[size]
-    items = tuple(Item("Organic free-range extra-large brown eggs from the hills", 12, "boxes")
-                  for _ in range(9))
+    items = tuple(
+        Item("Organic free-range extra-large brown eggs from the hills", 12, "boxes")
+        for _ in range(9)
+    )
     long_screens = [
         Screen(
             "accepted",

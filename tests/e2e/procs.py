@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.sample import order_doc
-from kiosk.wire import public_key_text, sign_document
+from protocol.keys import public_key_text, sign_document
 
 SITE = "e2e-site"
 

@@ -125,8 +125,9 @@ def test_relock_works_with_a_broken_config(tmp_path: Path) -> None:
     assert out.returncode == 0 and "relay pin 5" in out.stderr
 
 
-def test_backup_is_a_consistent_private_copy(setup: tuple[Path, Ed25519PrivateKey],
-                                            tmp_path: Path) -> None:
+def test_backup_is_a_consistent_private_copy(
+    setup: tuple[Path, Ed25519PrivateKey], tmp_path: Path
+) -> None:
     cfg, hub = setup
     f = tmp_path / "o.json"
     f.write_text(json.dumps(signed_orders(hub, 2)))

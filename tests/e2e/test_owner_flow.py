@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from kiosk.wire import public_key_text
+from protocol.keys import public_key_text
 from tests.broker import Broker
 from tests.e2e.procs import env, kiosk, popen_kiosk, write_config
 from tests.polling import wait_for
@@ -30,7 +30,7 @@ def ctl(
     if key is not None:
         e["KIOSKCTL_KEY"] = str(key)
     return subprocess.run(
-        [sys.executable, "-m", "sync.ctl", *args],
+        [sys.executable, "-m", "hub.ctl.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

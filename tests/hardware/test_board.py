@@ -191,8 +191,9 @@ def test_keyboard_keypad_board_has_no_matrix(clock: FakeClock) -> None:
 
 def test_gpio_board_on_an_injected_factory_is_a_plain_board(clock: FakeClock) -> None:
     factory = MockFactory()
-    board = open_board(HardwareConfig(board="gpio"), LOCK, clock=clock, pin_factory=factory,
-                       threads=False)
+    board = open_board(
+        HardwareConfig(board="gpio"), LOCK, clock=clock, pin_factory=factory, threads=False
+    )
     try:
         assert type(board) is Board
         board.lock.energize(1)

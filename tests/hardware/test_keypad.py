@@ -271,13 +271,23 @@ def test_scanning_thread_wakes_on_a_column_edge() -> None:
 def test_close_frees_the_pins() -> None:
     factory = MockFactory()
     keypad = MatrixKeypad(
-        ROWS, COLS3, lambda k: None, pin_factory=factory, clock=FakeClock(),
-        debounce_s=DEBOUNCE, thread=False,
+        ROWS,
+        COLS3,
+        lambda k: None,
+        pin_factory=factory,
+        clock=FakeClock(),
+        debounce_s=DEBOUNCE,
+        thread=False,
     )
     keypad.close()
     keypad.close()
     again = MatrixKeypad(
-        ROWS, COLS3, lambda k: None, pin_factory=factory, clock=FakeClock(),
-        debounce_s=DEBOUNCE, thread=False,
+        ROWS,
+        COLS3,
+        lambda k: None,
+        pin_factory=factory,
+        clock=FakeClock(),
+        debounce_s=DEBOUNCE,
+        thread=False,
     )
     again.close()

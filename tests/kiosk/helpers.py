@@ -16,7 +16,7 @@ from kiosk.orders import Intake
 from kiosk.sample import order_doc
 from kiosk.store import Store
 from kiosk.throttle import Throttle
-from kiosk.wire import Keyring, public_key_text, sign_document
+from protocol.keys import Keyring, public_key_text, sign_document
 
 SITE = "test-site"
 

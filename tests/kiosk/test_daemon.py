@@ -96,7 +96,7 @@ def test_door_open_and_close_collects_the_order(rig: Rig) -> None:
     order = rig.w.store.get_order("O-1")
     assert order.status == "collected" and order.collected_locally
     status = json.loads(rig.w.store.get_meta("door_status"))
-    assert status == {"door": "closed", "lock": "locked", "mode": "night"}
+    assert status == {"door": "closed", "lock": "locked", "mode": "night", "alarms": []}
 
 
 def test_audit_before_action(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiosk.orders import parse_documents
-from kiosk.wire import sign_document
+from protocol.keys import sign_document
 from tests.kiosk.helpers import SITE, World
 
 
@@ -112,7 +112,7 @@ def test_local_collection_survives_a_document_issued_before_it(w: World) -> None
     # the hub, not knowing yet, moves the slot with an older issued_at
     stale = w.doc(version=2, slot="A1", secret=row.otp_secret)
     stale.pop("sig")
-    from kiosk.audit import rfc3339
+    from protocol.times import format_time as rfc3339
 
     stale["issued_at"] = rfc3339(w.clock.wall() - 30)
     w.intake.accept(sign_document(stale, w.hub), w.snap(), source="test")

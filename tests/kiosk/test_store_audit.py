@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.audit import Audit, verify_chain, verify_store
+from kiosk.audit import Audit, verify_store
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.errors import ChainError, StoreError
 from kiosk.store import MIGRATIONS, Store, ThrottleRow
+from protocol.events import verify_chain
 
 
 def snap():
@@ -18,9 +19,8 @@ def snap():
 def test_fresh_store_is_wal_migrated_and_durable(tmp_path: Path) -> None:
     s = Store(tmp_path / "k.db")
     assert s.schema_version() == len(MIGRATIONS)
-    conn = s.db.conn
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert s.pragma("journal_mode") == "wal"
+    assert s.pragma("synchronous") == 2  # FULL
     s.close()
     # reopening applies nothing new and keeps data
     s = Store(tmp_path / "k.db")
@@ -82,7 +82,7 @@ def test_chain_catches_changed_removed_and_reordered_events() -> None:
         verify_chain(reordered)
     assert err.value.seq == 2
     # a forger who recomputes the hash of a changed event still breaks the next link
-    from kiosk.audit import event_hash
+    from protocol.events import event_hash
 
     forged = [dict(e) for e in evs]
     forged[1]["detail"] = {"i": 42}
@@ -99,7 +99,7 @@ def test_tampered_store_row_is_found_by_verify_log(tmp_path: Path) -> None:
         a.record("boot", snap())
     body = json.loads(s.events_since(1, 1)[0].body)
     body["type"] = "door_closed"
-    s.db.conn.execute("UPDATE events SET body = ? WHERE seq = 2", (json.dumps(body),))
+    s._x("UPDATE events SET body = ? WHERE seq = 2", (json.dumps(body),))
     with pytest.raises(ChainError) as err:
         verify_store(s)
     assert err.value.seq == 2

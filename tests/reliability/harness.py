@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk.audit import verify_store
 from kiosk.sample import order_doc
 from kiosk.store import Store
-from kiosk.wire import sign_document
+from protocol.keys import sign_document
 from tests.e2e.procs import env
 from tests.e2e.procs import kiosk as e2e_kiosk
 from tests.e2e.procs import write_config as e2e_config
@@ -45,11 +45,19 @@ SITE = "rel-site"
 ENERGIZED = "relay energized"  # hardware.devices logs this after the pin went to energizing
 
 
-def write_config(tmp: Path, hub: Ed25519PrivateKey, *, mqtt_url: str = "",
-                 owner: Ed25519PrivateKey | None = None) -> Path:
+def write_config(
+    tmp: Path, hub: Ed25519PrivateKey, *, mqtt_url: str = "", owner: Ed25519PrivateKey | None = None
+) -> Path:
     """A sim-board config; keys on stdin post straight to the daemon (no matrix scan)."""
-    return e2e_config(tmp, hub, owner, "inflight = 10" if mqtt_url else "", site=SITE,
-                      mqtt_url=mqtt_url, keypad="keyboard")
+    return e2e_config(
+        tmp,
+        hub,
+        owner,
+        "inflight = 10" if mqtt_url else "",
+        site=SITE,
+        mqtt_url=mqtt_url,
+        keypad="keyboard",
+    )
 
 
 def kiosk(*args: str, config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -59,9 +67,7 @@ def kiosk(*args: str, config: Path, timeout: float = 60) -> subprocess.Completed
 def import_orders(config: Path, tmp: Path, hub: Ed25519PrivateKey, n: int) -> list[dict[str, Any]]:
     now = time.time()
     docs = [
-        sign_document(
-            order_doc(SITE, f"R-{i}", f"{i:03d}", now=now, backup_code=(i % 4 == 0)), hub
-        )
+        sign_document(order_doc(SITE, f"R-{i}", f"{i:03d}", now=now, backup_code=(i % 4 == 0)), hub)
         for i in range(n)
     ]
     path = tmp / "orders.jsonl"
@@ -117,8 +123,12 @@ class DoorProc(_Proc):
         self._err: IO[bytes] = open(self.err_path, "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kiosk.cli", "--config", str(config), "door"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err,
-            env=env(NOTIFY_SOCKET="@" + name), cwd=ROOT, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            env=env(NOTIFY_SOCKET="@" + name),
+            cwd=ROOT,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
@@ -200,16 +210,25 @@ def check_relay_trace(db: Path, stderr: str, since: Marks) -> tuple[int, int]:
     energized = sum(1 for line in stderr.splitlines() if ENERGIZED in line)
     con = sqlite3.connect(db)
     try:
-        unlocked = [r[0] for r in con.execute(
-            "SELECT ts FROM events WHERE seq > ? AND type = 'door_unlocked' ORDER BY seq",
-            (since.seq,))]
-        logged = [r[0] for r in con.execute(
-            "SELECT ts FROM logs WHERE seq > ? AND message LIKE ? ORDER BY seq",
-            (since.log_seq, ENERGIZED + "%"))]
+        unlocked = [
+            r[0]
+            for r in con.execute(
+                "SELECT ts FROM events WHERE seq > ? AND type = 'door_unlocked' ORDER BY seq",
+                (since.seq,),
+            )
+        ]
+        logged = [
+            r[0]
+            for r in con.execute(
+                "SELECT ts FROM logs WHERE seq > ? AND message LIKE ? ORDER BY seq",
+                (since.log_seq, ENERGIZED + "%"),
+            )
+        ]
     finally:
         con.close()
     assert energized <= len(unlocked), (
-        f"relay energized {energized} times but only {len(unlocked)} door_unlocked committed")
+        f"relay energized {energized} times but only {len(unlocked)} door_unlocked committed"
+    )
     assert len(logged) <= energized
     for k, t in enumerate(logged):
         assert unlocked[k] <= t, f"energization {k + 1} at {t} before its door_unlocked"
@@ -269,27 +288,41 @@ class CampaignResult:
     cli_checks: int = 0
 
     def summary(self) -> str:
-        return (f"{self.kills} SIGKILLs ({self.kills_during_start} during start-up); "
-                f"{self.events} events, all checks passed after every restart; "
-                f"relay energized {self.energized} times, door_unlocked committed "
-                f"{self.door_unlocked} times; outcomes {dict(self.outcomes)}; "
-                f"kiosk verify-log and kiosk relock ran {self.cli_checks} times")
+        return (
+            f"{self.kills} SIGKILLs ({self.kills_during_start} during start-up); "
+            f"{self.events} events, all checks passed after every restart; "
+            f"relay energized {self.energized} times, door_unlocked committed "
+            f"{self.door_unlocked} times; outcomes {dict(self.outcomes)}; "
+            f"kiosk verify-log and kiosk relock ran {self.cli_checks} times"
+        )
 
 
 def _run_cli_checks(config: Path) -> None:
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "kiosk.cli", "--config", str(config), cmd],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
-        for cmd in ("verify-log", "relock")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kiosk.cli", "--config", str(config), cmd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+        )
+        for cmd in ("verify-log", "relock")
+    ]
     for p, cmd in zip(procs, ("verify-log", "relock"), strict=True):
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, f"kiosk {cmd} failed: {out} {err}"
 
 
-def door_crash_campaign(tmp: Path, kills: int, seed: int, *, orders: int = 200,
-                        cli_every: int = 1,
-                        progress: Callable[[int, CampaignResult], None] | None = None
-                        ) -> CampaignResult:
+def door_crash_campaign(
+    tmp: Path,
+    kills: int,
+    seed: int,
+    *,
+    orders: int = 200,
+    cli_every: int = 1,
+    progress: Callable[[int, CampaignResult], None] | None = None,
+) -> CampaignResult:
     """SIGKILL ``kiosk door`` ``kills`` times at random instants during pickups."""
     rng = random.Random(seed)  # kill instants and scripts
     hub = Ed25519PrivateKey.generate()
@@ -370,10 +403,13 @@ class SyncProc(_Proc):
         self._err: IO[bytes] = open(self.err_path, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kiosk.cli", "--config", str(config), "sync"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err,
-            env=env(), cwd=ROOT, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            env=env(),
+            cwd=ROOT,
+            start_new_session=True,
         )
-
 
 
 def outbox_size(db: Path) -> int:
@@ -389,8 +425,9 @@ def count_events(db: Path, type_: str | None = None) -> int:
     try:
         if type_ is None:
             return int(con.execute("SELECT count(*) FROM events").fetchone()[0])
-        return int(con.execute("SELECT count(*) FROM events WHERE type = ?",
-                               (type_,)).fetchone()[0])
+        return int(
+            con.execute("SELECT count(*) FROM events WHERE type = ?", (type_,)).fetchone()[0]
+        )
     finally:
         con.close()
 
@@ -408,6 +445,10 @@ def open_door(door: DoorProc, db: Path, book: CodeBook, timeout: float = 10.0) -
     before = count_events(db, "door_unlocked")
     start = time.monotonic()
     door.keys(book.next_code() + "#")
-    wait_until(lambda: count_events(db, "door_unlocked") > before, timeout, "the door to open",
-               interval=0.01)
+    wait_until(
+        lambda: count_events(db, "door_unlocked") > before,
+        timeout,
+        "the door to open",
+        interval=0.01,
+    )
     return time.monotonic() - start

@@ -32,8 +32,14 @@ def power_cut(rig: Rig, clock: FakeClock, synced: list[bool]) -> None:
     rig.board.close()
     rig.w.clock = clock
     rig.board = SimBoard(rig.cfg.hardware, rig.cfg.lock, clock=clock, threads=False)
-    rig.d = DoorDaemon(rig.cfg, rig.w.store, rig.board, clock,
-                       screen_sinks=[rig.screens.append], synced=lambda: synced[0])
+    rig.d = DoorDaemon(
+        rig.cfg,
+        rig.w.store,
+        rig.board,
+        clock,
+        screen_sinks=[rig.screens.append],
+        synced=lambda: synced[0],
+    )
     rig.d.start()
 
 

@@ -49,7 +49,8 @@ class Spy:
                 self.energizations += 1
                 con = sqlite3.connect(self.db)
                 n = con.execute(
-                    "SELECT count(*) FROM events WHERE type = 'door_unlocked'").fetchone()[0]
+                    "SELECT count(*) FROM events WHERE type = 'door_unlocked'"
+                ).fetchone()[0]
                 con.close()
                 assert n >= self.energizations, "relay energized before its door_unlocked"
             real(seconds)
@@ -57,8 +58,9 @@ class Spy:
         rig.board.lock.energize = energize  # type: ignore[method-assign]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(actions=ACTIONS)
 @example(actions=["CODE", "OPEN", "WAIT", "CLOSE", "EXIT", "LONGWAIT", "BACKUP", "CODE", "#"])
 def test_keypad_and_door_sequences(actions: list[str]) -> None:
@@ -112,8 +114,9 @@ def _play(rig: Rig, actions: list[str]) -> None:
     assert spy.energizations <= len(unlocked)
     assert {e["detail"]["by"] for e in unlocked} <= {"code", "exit"}
     # Typed digits never reach the trail (hashes left out: hex could hold any digits).
-    plain = json.dumps([{k: v for k, v in e.items() if k not in ("hash", "prev_hash")}
-                        for e in evs])
+    plain = json.dumps(
+        [{k: v for k, v in e.items() if k not in ("hash", "prev_hash")} for e in evs]
+    )
     good = {rig.code(doc)[3:], doc["pickup_no"] + pyotp.HOTP(doc["otp"]["secret"]).at(0)}
     for wrong in typed_wrong:
         value = wrong[3:]
@@ -130,8 +133,9 @@ FIELDS = {
 }
 TOML_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -31,8 +31,11 @@ needs_root = pytest.mark.skipif(
 @contextmanager
 def tmpfs(path: Path, size: str = "512k") -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield path
     finally:
@@ -94,8 +97,11 @@ def test_disk_full_refuses_codes_keeps_exit_and_recovers_alone(tmp_path: Path) -
             assert types[0] == "store_unwritable"  # the alarm, stamped when it began
             assert types[-1] == "store_recovered"
             assert "exit_pressed" in types
-            rejected = [e for e in rig.w.events("code_rejected")
-                        if e["detail"]["reason"] == "out_of_service"]
+            rejected = [
+                e
+                for e in rig.w.events("code_rejected")
+                if e["detail"]["reason"] == "out_of_service"
+            ]
             assert len(rejected) == 1
             by_exit = [e for e in rig.w.events("door_unlocked") if e["detail"]["by"] == "exit"]
             assert len(by_exit) == 1
@@ -130,4 +136,3 @@ def test_door_starts_on_a_read_only_store_refuses_codes_and_exit_works(tmp_path:
             wait_for(lambda: "relay energized" in door.stderr(), timeout=10)
         finally:
             door.kill()
-

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk.audit import Audit, verify_chain
+from kiosk.audit import Audit
 from kiosk.clock import SystemClock, TrustedClock
 from kiosk.store import Store
+from protocol.events import verify_chain
 from tests.broker import Broker
 from tests.polling import dedup
 from tests.polling import wait_for as wait_until
@@ -62,16 +63,16 @@ def assert_exactly_once(hub: Watcher, db: Path) -> tuple[int, int]:
     unique = dedup(got)
     assert [e["seq"] for e in unique] == list(range(1, len(bodies) + 1))
     assert verify_chain(unique) == len(bodies)
-    assert all(json.dumps(e, ensure_ascii=False, separators=(",", ":")) == bodies[e["seq"]]
-               for e in unique)
+    assert all(
+        json.dumps(e, ensure_ascii=False, separators=(",", ":")) == bodies[e["seq"]] for e in unique
+    )
     return len(unique), len(got) - len(unique)
 
 
 def hub_broker(workdir: Path, persistence: bool = True) -> Broker:
     """Mosquitto as a hub should run it: its default drops QoS 1 messages beyond
     1,000 queued for a subscriber that falls behind (DESIGN.md), after PUBACK."""
-    return Broker(workdir, persistence=persistence,
-                  extra_conf=["max_queued_messages 0"]).start()
+    return Broker(workdir, persistence=persistence, extra_conf=["max_queued_messages 0"]).start()
 
 
 def test_sync_sigkill_during_drain_while_the_door_works(tmp_path: Path) -> None:
@@ -102,8 +103,11 @@ def _sync_kills(broker: Broker, tmp_path: Path) -> None:
             if rng.random() < 0.25:
                 time.sleep(rng.uniform(0.0, 0.6))  # during start-up and connect
             else:
-                wait_until(lambda: outbox_size(db) < queued, 20,  # noqa: B023 - called now
-                           "the drain to start")
+                wait_until(
+                    lambda: outbox_size(db) < queued,  # noqa: B023 - called now
+                    20,
+                    "the drain to start",
+                )
                 time.sleep(rng.uniform(0.0, 0.3))
             left = outbox_size(db)
             sync.kill()
@@ -118,9 +122,11 @@ def _sync_kills(broker: Broker, tmp_path: Path) -> None:
         finally:
             assert sync.stop() == 0
         unique, dupes = assert_exactly_once(hub, db)
-        print(f"{kills} SIGKILLs of kiosk sync ({mid_drain} mid-drain): {unique} events "
-              f"reached the hub exactly once after de-dup, in seq order "
-              f"({dupes} duplicates resent after kills)")
+        print(
+            f"{kills} SIGKILLs of kiosk sync ({mid_drain} mid-drain): {unique} events "
+            f"reached the hub exactly once after de-dup, in seq order "
+            f"({dupes} duplicates resent after kills)"
+        )
     finally:
         door.kill()
         hub.stop()
@@ -134,8 +140,14 @@ def recover_gaps(owner: Watcher, hub: Watcher, n: int) -> list[dict[str, Any]]:
         return []
     now = time.time()
     cmd_id = f"L-{int(now * 1000)}"
-    doc = command(cmd_id, "logs", site=SITE, issued_at=now, expires_at=now + 120,
-                  args={"since_seq": missing[0] - 1, "since_log_seq": 0})
+    doc = command(
+        cmd_id,
+        "logs",
+        site=SITE,
+        issued_at=now,
+        expires_at=now + 120,
+        args={"since_seq": missing[0] - 1, "since_log_seq": 0},
+    )
     owner.publish(f"pickup/v1/{SITE}/cmd/{cmd_id}", json.dumps(doc).encode())
 
     def pages() -> list[dict[str, Any]] | None:
@@ -199,12 +211,16 @@ def test_broker_down_restarted_empty_and_frozen_door_keeps_opening(tmp_path: Pat
         assert [e["seq"] for e in everything] == list(range(1, n + 1))
         assert verify_chain(everything) == n
         bodies = stored_bodies(db)
-        assert all(json.dumps(e, ensure_ascii=False, separators=(",", ":")) == bodies[e["seq"]]
-                   for e in everything)
-        print(f"broker down {BROKER_DOWN_S:g} s, frozen {FROZEN_S:g} s; "
-              f"door_unlocked latency (s) broker up {max(latencies['up']):.3f}, "
-              f"down {max(latencies['down']):.3f}, frozen {max(latencies['frozen']):.3f} (max); "
-              f"{n} events, {len({e['seq'] for e in recovered})} fetched again by `logs`")
+        assert all(
+            json.dumps(e, ensure_ascii=False, separators=(",", ":")) == bodies[e["seq"]]
+            for e in everything
+        )
+        print(
+            f"broker down {BROKER_DOWN_S:g} s, frozen {FROZEN_S:g} s; "
+            f"door_unlocked latency (s) broker up {max(latencies['up']):.3f}, "
+            f"down {max(latencies['down']):.3f}, frozen {max(latencies['frozen']):.3f} (max); "
+            f"{n} events, {len({e['seq'] for e in recovered})} fetched again by `logs`"
+        )
         assert sync.stop() == 0
     finally:
         door.kill()

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk.audit import rfc3339
 from kiosk.clock import FakeClock
 from kiosk.config import Config, from_mapping
-from kiosk.wire import public_key_text, sign_document
+from protocol.keys import public_key_text, sign_document
+from protocol.times import format_time as rfc3339
 from tests.polling import wait_for
 
 SITE = "test-site-01"
@@ -60,27 +60,55 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def order(order_id: str, version: int = 1, *, site: str = SITE, status: str = "ready",
-          pickup_no: str = "042", key: Ed25519PrivateKey | None = HUB,
-          issued_at: float = T0 - 3600, **extra: Any) -> dict[str, Any]:
+def order(
+    order_id: str,
+    version: int = 1,
+    *,
+    site: str = SITE,
+    status: str = "ready",
+    pickup_no: str = "042",
+    key: Ed25519PrivateKey | None = HUB,
+    issued_at: float = T0 - 3600,
+    **extra: Any,
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "v": 1, "site": site, "order_id": order_id, "version": version,
-        "issued_at": rfc3339(issued_at), "status": status, "pickup_no": pickup_no,
-        "slot": "B3", "customer": {"name": "李少云", "phone_tail": "1234"},
+        "v": 1,
+        "site": site,
+        "order_id": order_id,
+        "version": version,
+        "issued_at": rfc3339(issued_at),
+        "status": status,
+        "pickup_no": pickup_no,
+        "slot": "B3",
+        "customer": {"name": "李少云", "phone_tail": "1234"},
         "items": [{"name": "红提", "qty": 1, "unit": "盒"}],
-        "otp": {"secret": SECRET, "digits": 6, "period": 30}, "backup_code": False,
-        "expires_at": rfc3339(T0 + 86400 * 2), **extra,
+        "otp": {"secret": SECRET, "digits": 6, "period": 30},
+        "backup_code": False,
+        "expires_at": rfc3339(T0 + 86400 * 2),
+        **extra,
     }
     return sign_document(doc, key) if key is not None else doc
 
 
-def command(cmd_id: str, cmd: str = "unlock", *, site: str = SITE,
-            key: Ed25519PrivateKey | None = OWNER, issued_at: float = T0,
-            expires_at: float = T0 + 120, args: dict[str, Any] | None = None
-            ) -> dict[str, Any]:
-    doc: dict[str, Any] = {"v": 1, "site": site, "cmd_id": cmd_id, "cmd": cmd,
-                           "issued_at": rfc3339(issued_at), "expires_at": rfc3339(expires_at),
-                           "args": args if args is not None else {"reason": "test"}}
+def command(
+    cmd_id: str,
+    cmd: str = "unlock",
+    *,
+    site: str = SITE,
+    key: Ed25519PrivateKey | None = OWNER,
+    issued_at: float = T0,
+    expires_at: float = T0 + 120,
+    args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "v": 1,
+        "site": site,
+        "cmd_id": cmd_id,
+        "cmd": cmd,
+        "issued_at": rfc3339(issued_at),
+        "expires_at": rfc3339(expires_at),
+        "args": args if args is not None else {"reason": "test"},
+    }
     return sign_document(doc, key) if key is not None else doc
 
 
@@ -105,8 +133,7 @@ class Watcher:
     connected: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Watcher:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
         if self.username:
             c.username_pw_set(self.username, self.password)
 
@@ -174,7 +201,8 @@ class AgentThread:
         self.rc: int | None = None
         self.thread = threading.Thread(
             target=lambda: setattr(self, "rc", run(cfg, clock=self.clock, stop=self.stop)),
-            daemon=True)
+            daemon=True,
+        )
 
     def __enter__(self) -> AgentThread:
         self.thread.start()
@@ -187,6 +215,10 @@ class AgentThread:
 
 
 def agent_process(config_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "sync.agent", "--config", str(config_file)],
-                            cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sync.agent", "--config", str(config_file)],
+        cwd=str(ROOT),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )

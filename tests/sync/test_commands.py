@@ -48,10 +48,21 @@ def test_refusals(broker: Broker, tmp_path: Path) -> None:
     tampered = command("C-tampered")
     tampered["args"] = {"reason": "changed"}
     cases: dict[str, tuple[bytes, bool, str]] = {
-        "C-expired": (as_bytes(command("C-expired", issued_at=T0 - 600, expires_at=T0 - 1)),
-                      False, "expired"),
-        "C-future": (as_bytes(command("C-future", issued_at=T0 + 3600, expires_at=T0 + 7200)),
-                     False, "issued_in_future"),
+        "C-expired": (
+            as_bytes(command("C-expired", issued_at=T0 - 600, expires_at=T0 - 1)),
+            False,
+            "expired",
+        ),
+        "C-future": (
+            as_bytes(command("C-future", issued_at=T0 + 3600, expires_at=T0 + 3900)),
+            False,
+            "issued_in_future",
+        ),
+        "C-long": (
+            as_bytes(command("C-long", issued_at=T0, expires_at=T0 + 601)),
+            False,
+            "too_long_lived",
+        ),
         "C-unsigned": (as_bytes(command("C-unsigned", key=None)), False, "unsigned"),
         "C-tampered": (as_bytes(tampered), False, "bad_signature"),
         "C-hubkey": (as_bytes(command("C-hubkey", key=HUB)), False, "wrong_role"),
@@ -60,8 +71,11 @@ def test_refusals(broker: Broker, tmp_path: Path) -> None:
         "C-retained": (as_bytes(command("C-retained")), True, "retained"),
         "C-junk": (b"\x00\x01 not json", False, "malformed"),
         "C-unknown": (as_bytes(command("C-unknown", cmd="selfdestruct")), False, "unknown_cmd"),
-        "C-badargs": (as_bytes(command("C-badargs", cmd="logs", args={"since_seq": -1})),
-                      False, "bad_args"),
+        "C-badargs": (
+            as_bytes(command("C-badargs", cmd="logs", args={"since_seq": -1})),
+            False,
+            "bad_args",
+        ),
     }
     with AgentThread(cfg):
         wait_for(lambda: store.get_meta("mqtt_online") == "1", what="online")
@@ -110,8 +124,11 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
         # The door daemon (simulated) opens for U-1 and fails U-2.
         store.finish_command("U-1", "done")
         store.finish_command("U-2", "failed", "door held open")
-        assert one_result(owner, "U-1") == {"cmd_id": "U-1", "ok": True,
-                                            "result": {"cmd": "unlock", "state": "done"}}
+        assert one_result(owner, "U-1") == {
+            "cmd_id": "U-1",
+            "ok": True,
+            "result": {"cmd": "unlock", "state": "done"},
+        }
         r2 = one_result(owner, "U-2")
         assert r2["ok"] is False and r2["error"] == "door held open"
         # Nobody takes U-3: after 30 s (of the injected clock) it fails.
@@ -120,8 +137,12 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
         assert store.get_command("U-3")["state"] == "pending"  # type: ignore[index]
         clock.advance(2)
         r3 = one_result(owner, "U-3")
-        assert r3 == {"cmd_id": "U-3", "ok": False, "error": "door daemon not running",
-                      "reason": "door_timeout"}
+        assert r3 == {
+            "cmd_id": "U-3",
+            "ok": False,
+            "error": "door daemon not running",
+            "reason": "door_timeout",
+        }
         assert store.get_command("U-3")["state"] == "failed"  # type: ignore[index]
         assert agent.rc is None
     accepted = [d for d in command_events(store) if d["ok"] is True]
@@ -141,10 +162,13 @@ def test_logs_pages_and_sync(broker: Broker, tmp_path: Path) -> None:
     owner = Watcher(broker.port, [topic("cmd_result/+"), topic("status")]).start()
     with AgentThread(cfg):
         wait_for(lambda: store.get_meta("mqtt_online") == "1", what="online")
-        owner.publish(topic("cmd", "L-1"),
-                      as_bytes(command("L-1", "logs", args={"since_seq": 10, "since_log_seq": 2})))
-        pages = wait_for(lambda: (p := results(owner, "L-1")) and p[-1].get("last") and p,
-                         what="the last page")
+        owner.publish(
+            topic("cmd", "L-1"),
+            as_bytes(command("L-1", "logs", args={"since_seq": 10, "since_log_seq": 2})),
+        )
+        pages = wait_for(
+            lambda: (p := results(owner, "L-1")) and p[-1].get("last") and p, what="the last page"
+        )
         assert [p["page"] for p in pages] == [1, 2, 3]
         assert all(len(p["events"]) <= 200 for p in pages)
         seqs = [e["seq"] for p in pages for e in p["events"]]
@@ -159,8 +183,7 @@ def test_logs_pages_and_sync(broker: Broker, tmp_path: Path) -> None:
 
         before = len(owner.on("/status"))
         owner.publish(topic("cmd", "S-1"), as_bytes(command("S-1", "sync", args={})))
-        assert one_result(owner, "S-1") == {"cmd_id": "S-1", "ok": True,
-                                            "result": {"cmd": "sync"}}
+        assert one_result(owner, "S-1") == {"cmd_id": "S-1", "ok": True, "result": {"cmd": "sync"}}
         wait_for(lambda: len(owner.on("/status")) > before, what="status again")
     owner.stop()
 

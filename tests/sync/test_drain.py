@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.audit import Audit, verify_chain
+from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
+from protocol.events import verify_chain
 from tests.broker import Broker
 from tests.polling import dedup, wait_for
 from tests.sync import (
@@ -82,16 +83,25 @@ def test_broker_restart_mid_drain_loses_nothing(tmp_path: Path) -> None:
         wait_for(lambda: len(hub.on("/events")) >= 200, what="drain started")
         broker.restart()  # graceful stop and start; the agent's in-flight window is cut
         assert store.outbox_size() > 0, "the drain finished before the restart"
-        wait_for(lambda: store.outbox_size() == 0, timeout=60, what="drained after restart",
-                 tick=lambda: clock.advance(0.5))  # backoff runs on the injected clock
+        wait_for(
+            lambda: store.outbox_size() == 0,
+            timeout=60,
+            what="drained after restart",
+            tick=lambda: clock.advance(0.5),
+        )  # backoff runs on the injected clock
         try:
-            wait_for(lambda: len(dedup(hub.on("/events"))) >= 3000, timeout=10,
-                     what="every event at the hub")
+            wait_for(
+                lambda: len(dedup(hub.on("/events"))) >= 3000,
+                timeout=10,
+                what="every event at the hub",
+            )
         except AssertionError:
             got = {e["seq"] for e in hub.on("/events")}
             missing = sorted(set(range(1, 3001)) - got)
-            raise AssertionError(f"{len(missing)} missing: {missing[:5]}..{missing[-5:]}; "
-                                 f"got {len(hub.on('/events'))}") from None
+            raise AssertionError(
+                f"{len(missing)} missing: {missing[:5]}..{missing[-5:]}; "
+                f"got {len(hub.on('/events'))}"
+            ) from None
     events = dedup(hub.on("/events"))
     assert [e["seq"] for e in events] == list(range(1, 3001))
     assert verify_chain(events) == 3000
@@ -136,8 +146,9 @@ def test_will_marks_the_kiosk_offline_after_sigkill(broker: Broker, tmp_path: Pa
     watcher = Watcher(broker.port, [topic("status")]).start()
     proc = agent_process(conf)
     try:
-        status = wait_for(lambda: (s := watcher.on("/status")) and s[-1]["online"] and s[-1],
-                          what="online status")
+        status = wait_for(
+            lambda: (s := watcher.on("/status")) and s[-1]["online"] and s[-1], what="online status"
+        )
         assert status["door"] == "closed" and status["lock"] == "locked"
         assert status["mode"] == "night" and status["clock"] in ("synced", "untrusted")
         assert {"ts", "version", "orders_ready", "outbox", "last_seq"} <= set(status)
@@ -169,8 +180,9 @@ def test_sigterm_says_offline_and_exits_zero(broker: Broker, tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-    last = wait_for(lambda: (s := watcher.on("/status")) and not s[-1]["online"] and s[-1],
-                    what="offline")
+    last = wait_for(
+        lambda: (s := watcher.on("/status")) and not s[-1]["online"] and s[-1], what="offline"
+    )
     assert last["reason"] == "shutdown"
     assert Store(tmp_path / "kiosk.db").get_meta("mqtt_online") == "0"
     watcher.stop()

@@ -71,8 +71,7 @@ class V311OnlyProxy:
         self.server.close()
 
 
-def test_falls_back_to_mqtt_311_with_a_persistent_session(
-        broker: Broker, tmp_path: Path) -> None:
+def test_falls_back_to_mqtt_311_with_a_persistent_session(broker: Broker, tmp_path: Path) -> None:
     proxy = V311OnlyProxy(broker.port)
     try:
         hub = Watcher(broker.port).start()
@@ -80,8 +79,11 @@ def test_falls_back_to_mqtt_311_with_a_persistent_session(
         cfg = make_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}")
         store = Store(cfg.store.path)
         with AgentThread(cfg) as agent:
-            wait_for(lambda: store.get_order("V3-1"), what="order over MQTT 3.1.1",
-                     tick=lambda: agent.clock.advance(0.5))
+            wait_for(
+                lambda: store.get_order("V3-1"),
+                what="order over MQTT 3.1.1",
+                tick=lambda: agent.clock.advance(0.5),
+            )
             assert store.get_meta("mqtt_online") == "1"
         assert proxy.levels[:2] == [5, 4]
         assert proxy.clean_flags[1] is False  # clean_session=False: the broker keeps a session

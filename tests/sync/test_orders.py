@@ -10,16 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kiosk.config import from_mapping
 from kiosk.store import Store
 from tests.broker import Broker
 from tests.polling import wait_for
 from tests.sync import (
+    HUB,
     OWNER,
     STRANGER,
     T0,
     AgentThread,
     Watcher,
     as_bytes,
+    config_dict,
     make_config,
     order,
     topic,
@@ -33,11 +36,13 @@ def rejected(store: Store) -> list[dict[str, object]]:
 
 
 def test_retained_orders_published_while_down_arrive_after_connect(
-        broker: Broker, tmp_path: Path) -> None:
+    broker: Broker, tmp_path: Path
+) -> None:
     hub = Watcher(broker.port).start()
     for i in range(30):
-        hub.publish(topic("orders", f"O-{i}"), as_bytes(order(f"O-{i}", pickup_no=f"{i:03d}")),
-                    retain=True)
+        hub.publish(
+            topic("orders", f"O-{i}"), as_bytes(order(f"O-{i}", pickup_no=f"{i:03d}")), retain=True
+        )
     cfg = make_config(tmp_path, broker.url)
     store = Store(cfg.store.path)
     with AgentThread(cfg):
@@ -71,7 +76,8 @@ def test_versions_out_of_order_duplicates_and_forget(broker: Broker, tmp_path: P
 
 
 def test_bad_documents_are_rejected_whole_and_the_agent_keeps_running(
-        broker: Broker, tmp_path: Path) -> None:
+    broker: Broker, tmp_path: Path
+) -> None:
     cfg = make_config(tmp_path, broker.url)
     store = Store(cfg.store.path)
     hub = Watcher(broker.port).start()
@@ -96,12 +102,20 @@ def test_bad_documents_are_rejected_whole_and_the_agent_keeps_running(
         wait_for(lambda: store.get_order("GOOD"), what="the good order after the bad ones")
         wait_for(lambda: len(rejected(store)) == len(bad), what="one rejection each")
         assert store.count_orders() == 1
-        reasons = {e["detail"]["topic"].rsplit("/", 1)[1]: e["detail"]["reason"]  # type: ignore[index]
-                   for e in rejected(store)}
+        reasons = {
+            e["detail"]["topic"].rsplit("/", 1)[1]: e["detail"]["reason"]  # type: ignore[index]
+            for e in rejected(store)
+        }
         assert reasons == {
-            "B-1": "bad_signature", "B-2": "bad_signature", "B-3": "unsigned",
-            "B-4": "wrong_site", "B-5": "order_id_mismatch", "B-7": "malformed",
-            "B-8": "not_utf8", "B-9": "not_object", "B-10": "too_large",
+            "B-1": "bad_signature",
+            "B-2": "bad_signature",
+            "B-3": "unsigned",
+            "B-4": "wrong_site",
+            "B-5": "order_id_mismatch",
+            "B-7": "malformed",
+            "B-8": "not_utf8",
+            "B-9": "not_object",
+            "B-10": "too_large",
             "B-11": "bad_otp_secret",
         }
         # Never the payload, never the secret.
@@ -110,34 +124,61 @@ def test_bad_documents_are_rejected_whole_and_the_agent_keeps_running(
     hub.stop()
 
 
-def test_signed_issued_at_raises_the_persisted_clock_floor(
-        broker: Broker, tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, broker.url)
+def test_signed_issued_at_raises_the_document_floor_within_its_bound(
+    broker: Broker, tmp_path: Path
+) -> None:
+    # An untrusted clock (no NTP): signed times are the kiosk's only evidence.
+    data = config_dict(tmp_path, broker.url)
+    data["clock"] = {"trust_system_clock": "never"}
+    cfg = from_mapping(data, "test.toml")
     store = Store(cfg.store.path)
     hub = Watcher(broker.port).start()
     with AgentThread(cfg):
         # A forged document from the future must not move the floor ...
-        hub.publish(topic("orders", "F-1"),
-                    as_bytes(order("F-1", key=STRANGER, issued_at=T0 + 5000)), retain=True)
-        # ... a signed one does (an owner key also signs orders).
-        hub.publish(topic("orders", "F-2"), as_bytes(order("F-2", key=OWNER, issued_at=T0 + 60)),
-                    retain=True)
+        hub.publish(
+            topic("orders", "F-1"),
+            as_bytes(order("F-1", key=STRANGER, issued_at=T0 + 5000)),
+            retain=True,
+        )
+        # ... a signed one an hour ahead of the untrusted wall clock does (an owner
+        # key also signs orders) ...
+        hub.publish(
+            topic("orders", "F-2"),
+            as_bytes(order("F-2", key=OWNER, issued_at=T0 + 3600)),
+            retain=True,
+        )
         wait_for(lambda: store.get_order("F-2"), what="F-2")
-        wait_for(lambda: store.clock_floor() >= T0 + 60, what="floor raised")
+        wait_for(lambda: store.doc_floor() >= T0 + 3600, what="floor raised")
+        # ... and a signed one ten years ahead is a conflict, never adopted.
+        hub.publish(
+            topic("orders", "F-3"),
+            as_bytes(order("F-3", key=HUB, issued_at=T0 + 10 * 365 * 86400)),
+            retain=True,
+        )
+        wait_for(
+            lambda: [e for e in store.events_since(0) if e.type == "clock_conflict"],
+            what="clock_conflict",
+        )
+        assert T0 + 3600 <= store.doc_floor() < T0 + 5000
         assert store.clock_floor() < T0 + 5000
     hub.stop()
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.one_of(
-    st.binary(min_size=1, max_size=300),
-    st.text(min_size=1, max_size=200).map(lambda s: s.encode("utf-8")),
-    st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=5)
-    .map(lambda d: json.dumps(d).encode()),
-))
-def test_fuzzed_payloads_store_nothing(tmp_path_factory: pytest.TempPathFactory,
-                                       payload: bytes) -> None:
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.one_of(
+        st.binary(min_size=1, max_size=300),
+        st.text(min_size=1, max_size=200).map(lambda s: s.encode("utf-8")),
+        st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=5).map(
+            lambda d: json.dumps(d).encode()
+        ),
+    )
+)
+def test_fuzzed_payloads_store_nothing(
+    tmp_path_factory: pytest.TempPathFactory, payload: bytes
+) -> None:
     from kiosk.clock import FakeClock
     from sync.agent import Agent
     from sync.connection import Message
@@ -157,8 +198,7 @@ def test_fuzzed_payloads_store_nothing(tmp_path_factory: pytest.TempPathFactory,
         agent.store.close()
 
 
-def test_replayed_retained_orders_are_skipped_but_changed_ones_are_not(
-        tmp_path: Path) -> None:
+def test_replayed_retained_orders_are_skipped_but_changed_ones_are_not(tmp_path: Path) -> None:
     from kiosk.clock import FakeClock
     from sync.agent import Agent
     from sync.connection import Message

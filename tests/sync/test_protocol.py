@@ -8,30 +8,31 @@ import random
 import pytest
 
 from kiosk.errors import ValidationError
-from kiosk.wire import Keyring
+from protocol.canonical import MAX_PAYLOAD, decode_json_object
+from protocol.commands import CommandRefused, check_args, check_command, check_times
+from protocol.keys import Keyring
 from sync.connection import Backoff, Settings
-from sync.protocol import (
-    MAX_PAYLOAD,
-    CommandRefused,
-    check_args,
-    check_command,
-    check_times,
-    decode_json_object,
-)
 from tests.sync import HUB, OWNER, SITE, T0, as_bytes, command, pub
 
 KEYRING = Keyring([pub(HUB)], [pub(OWNER)])
 
 
-@pytest.mark.parametrize(("payload", "reason"), [
-    (b"\xc3\x28", "not_utf8"),
-    (b"{", "malformed"),
-    (b"NaN", "malformed"),
-    (b'{"a": NaN}', "malformed"),
-    (b"[]", "not_object"),
-    (b'"text"', "not_object"),
-    (b"{}" + b" " * MAX_PAYLOAD, "too_large"),
-])
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xc3\x28", "not_utf8"),
+        (b"{", "malformed"),
+        (b"NaN", "not_object"),
+        (b'{"a": NaN}', "bad_number"),
+        (b'{"a": 1e999}', "bad_number"),
+        (b'{"a": ' + b"9" * 400 + b"}", "bad_number"),
+        (b'{"a": "\\ud800"}', "bad_text"),
+        (b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}", "too_deep"),
+        (b"[]", "not_object"),
+        (b'"text"', "not_object"),
+        (b"{}" + b" " * MAX_PAYLOAD, "too_large"),
+    ],
+)
 def test_decode_refuses(payload: bytes, reason: str) -> None:
     with pytest.raises(ValidationError) as info:
         decode_json_object(payload)
@@ -46,8 +47,7 @@ def test_decode_accepts_an_object_at_the_limit() -> None:
 
 
 def test_check_command_and_times() -> None:
-    cmd = check_command(as_bytes(command("K-1")), topic_cmd_id="K-1", site=SITE,
-                        keyring=KEYRING)
+    cmd = check_command(as_bytes(command("K-1")), topic_cmd_id="K-1", site=SITE, keyring=KEYRING)
     assert cmd.cmd == "unlock" and cmd.expires_at == T0 + 120
     check_times(cmd, T0)
     with pytest.raises(CommandRefused) as info:
@@ -73,18 +73,26 @@ def test_check_command_refusals_in_order() -> None:
     bad_time = command("K-2")
     bad_time = {k: v for k, v in bad_time.items() if k != "sig"}
     bad_time["issued_at"] = "yesterday"
-    from kiosk.wire import sign_document
+    from protocol.keys import sign_document
 
     assert reason(as_bytes(sign_document(bad_time, OWNER))) == "bad_time"
 
 
 def test_check_args() -> None:
-    logs = check_command(as_bytes(command("K-4", "logs", args={"since_seq": 5})),
-                         topic_cmd_id="K-4", site=SITE, keyring=KEYRING)
+    logs = check_command(
+        as_bytes(command("K-4", "logs", args={"since_seq": 5})),
+        topic_cmd_id="K-4",
+        site=SITE,
+        keyring=KEYRING,
+    )
     assert check_args(logs) == {"since_seq": 5, "since_log_seq": 0}
     for bad in ({"since_seq": True}, {"since_log_seq": -3}, {"since_seq": "1"}):
-        c = check_command(as_bytes(command("K-5", "logs", args=bad)), topic_cmd_id="K-5",
-                          site=SITE, keyring=KEYRING)
+        c = check_command(
+            as_bytes(command("K-5", "logs", args=bad)),
+            topic_cmd_id="K-5",
+            site=SITE,
+            keyring=KEYRING,
+        )
         with pytest.raises(CommandRefused):
             check_args(c)
 

@@ -19,21 +19,26 @@ from tests.sync import T0, AgentThread, Watcher, make_config, topic
 
 @pytest.mark.broker
 def test_status_follows_the_door_and_repeats_every_five_minutes(
-        broker: Broker, tmp_path: Path) -> None:
+    broker: Broker, tmp_path: Path
+) -> None:
     cfg = make_config(tmp_path, broker.url)
     store = Store(cfg.store.path)
     watcher = Watcher(broker.port, [topic("status")]).start()
     clock = FakeClock(wall=T0)
     with AgentThread(cfg, clock):
-        first = wait_for(lambda: (s := watcher.on("/status")) and s[-1]["online"] and s[-1],
-                         what="online status")
+        first = wait_for(
+            lambda: (s := watcher.on("/status")) and s[-1]["online"] and s[-1], what="online status"
+        )
         assert (first["door"], first["lock"], first["mode"]) == ("closed", "locked", "night")
         assert first["orders_ready"] == 0 and first["ts"] == "2026-05-28T20:26:40Z"
-        store.set_meta("door_status", json.dumps({"door": "open", "lock": "unlocked",
-                                                  "mode": "day"}))
+        store.set_meta(
+            "door_status", json.dumps({"door": "open", "lock": "unlocked", "mode": "day"})
+        )
         clock.advance(1.5)
-        changed = wait_for(lambda: (s := watcher.on("/status")) and s[-1]["door"] == "open"
-                           and s[-1], what="status after the door opened")
+        changed = wait_for(
+            lambda: (s := watcher.on("/status")) and s[-1]["door"] == "open" and s[-1],
+            what="status after the door opened",
+        )
         assert changed["lock"] == "unlocked" and changed["mode"] == "day"
         count = len(watcher.on("/status"))
         clock.advance(301)
@@ -44,15 +49,18 @@ def test_status_follows_the_door_and_repeats_every_five_minutes(
 
 
 def test_without_mqtt_the_agent_idles_until_stopped(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     cfg = make_config(tmp_path, None)
     stop = threading.Event()
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(run(cfg, clock=FakeClock(), stop=stop)))
     t.start()
-    wait_for(lambda: any("runs offline" in r.getMessage() for r in caplog.records),
-             what="the offline notice")
+    wait_for(
+        lambda: any("runs offline" in r.getMessage() for r in caplog.records),
+        what="the offline notice",
+    )
     assert t.is_alive()  # idle, not exited: systemd must not restart-loop it
     stop.set()
     t.join(10)

@@ -10,29 +10,26 @@ pickup number that another active order already holds.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from kiosk.audit import rfc3339
-from kiosk.errors import ValidationError
-from kiosk.orders import ID_RE, STATUSES, validate_order
-from kiosk.wire import sign_document
-from sync import topics
-from sync.ctl_config import Settings, SubParsers
-from sync.ctl_keys import load_private_key
-from sync.ctl_mqtt import Connection, CtlError, UsageError
+from hub.ctl.config import Settings, SubParsers
+from hub.ctl.keys import load_private_key
+from hub.ctl.mqtt import Connection, CtlError, UsageError
+from protocol import topics
+from protocol.errors import ValidationError
+from protocol.keys import sign_document
+from protocol.orders import ACTIVE_STATUSES, STATUSES, validate_order
+from protocol.otp import backup_code as otp_backup_code
+from protocol.otp import new_secret, pickup_code, seconds_left
+from protocol.otp import otpauth_uri as otp_uri
+from protocol.times import format_time as rfc3339
+from protocol.topics import ID_RE
 
-ACTIVE = ("pending_payment", "paid", "ready")
-
-
-def new_secret() -> str:
-    """160 random bits in base32 (RFC 4226's recommended length)."""
-    return base64.b32encode(secrets.token_bytes(20)).decode("ascii").rstrip("=")
+ACTIVE = ACTIVE_STATUSES
 
 
 def parse_item(text: str) -> dict[str, Any]:
@@ -50,8 +47,7 @@ def parse_item(text: str) -> dict[str, Any]:
         try:
             qty = float(qty_text)
         except ValueError:
-            raise UsageError(f"--item {text!r}: expected name:qty:unit with a number qty"
-                             ) from None
+            raise UsageError(f"--item {text!r}: expected name:qty:unit with a number qty") from None
     if not name.strip():
         raise UsageError(f"--item {text!r}: the name is empty")
     return {"name": name, "qty": qty, "unit": unit}
@@ -90,8 +86,10 @@ def parse_retained(site: str, found: dict[str, Any]) -> dict[str, dict[str, Any]
     """Order id -> document from retained messages; empty or broken ones skipped."""
     docs: dict[str, dict[str, Any]] = {}
     for topic, msg in found.items():
-        parts = topics.split(topic)
-        if parts is None or parts[0] != site or parts[1] != "orders" or not parts[2]:
+        parsed = topics.parse(topic)
+        if parsed is None or parsed.site != site or parsed.kind != topics.ORDERS:
+            continue
+        if not topics.valid_id(parsed.ident):
             continue
         if not msg.payload:
             continue
@@ -100,12 +98,13 @@ def parse_retained(site: str, found: dict[str, Any]) -> dict[str, dict[str, Any]
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
         if isinstance(doc, dict):
-            docs[parts[2]] = doc
+            docs[str(parsed.ident)] = doc
     return docs
 
 
-def fetch_orders(conn: Connection, site: str, order_id: str | None = None
-                 ) -> dict[str, dict[str, Any]]:
+def fetch_orders(
+    conn: Connection, site: str, order_id: str | None = None
+) -> dict[str, dict[str, Any]]:
     """The retained orders of a site (or just one), as the broker holds them."""
     filt = topics.order(site, order_id) if order_id else topics.orders_filter(site)
     return parse_retained(site, conn.collect_retained([filt]))
@@ -125,39 +124,36 @@ def pickup_conflict(doc: dict[str, Any], held: dict[str, dict[str, Any]]) -> str
 
 def current_code(doc: dict[str, Any], now: float) -> tuple[str, int]:
     """(pickup_no + TOTP at ``now``, seconds left in its step)."""
-    import pyotp
-
     otp = doc["otp"]
     period = int(otp.get("period", 30))
-    totp = pyotp.TOTP(otp["secret"], digits=int(otp.get("digits", 6)), interval=period)
-    value = totp.at(int(now))
-    left = period - int(now) % period
-    return f"{doc['pickup_no']}{value}", left
+    code = pickup_code(doc["pickup_no"], otp["secret"], now, int(otp.get("digits", 6)), period)
+    return code, seconds_left(now, period)
 
 
 def backup_code(doc: dict[str, Any]) -> str:
-    import pyotp
-
     otp = doc["otp"]
-    return f"{doc['pickup_no']}{pyotp.HOTP(otp['secret'], digits=int(otp.get('digits', 6))).at(0)}"
+    return otp_backup_code(doc["pickup_no"], otp["secret"], int(otp.get("digits", 6)))
 
 
 def otpauth_uri(doc: dict[str, Any]) -> str:
-    import pyotp
-
     otp = doc["otp"]
-    totp = pyotp.TOTP(otp["secret"], digits=int(otp.get("digits", 6)),
-                      interval=int(otp.get("period", 30)))
-    return str(totp.provisioning_uri(name=f"{doc['pickup_no']} {doc['order_id']}",
-                                     issuer_name=str(doc.get("site", "pickup"))))
+    return otp_uri(
+        otp["secret"],
+        label=f"{doc['pickup_no']} {doc['order_id']}",
+        issuer=str(doc.get("site", "pickup")),
+        digits=int(otp.get("digits", 6)),
+        period=int(otp.get("period", 30)),
+    )
 
 
 def print_code(doc: dict[str, Any], now: float) -> None:
     code, left = current_code(doc, now)
     period = int(doc["otp"].get("period", 30))
     print(f"code: {code}#")
-    print(f"  pickup number {doc['pickup_no']} + one-time value {code[len(doc['pickup_no']):]}"
-          f", {left} s left of {period}")
+    print(
+        f"  pickup number {doc['pickup_no']} + one-time value {code[len(doc['pickup_no']) :]}"
+        f", {left} s left of {period}"
+    )
     if doc.get("backup_code") is True:
         print(f"backup code (works without the clock): {backup_code(doc)}#")
 
@@ -213,8 +209,11 @@ def refuse_conflicts(doc: dict[str, Any], held: dict[str, dict[str, Any]]) -> No
             f"site {doc['site']}; choose another (or --no-check to skip this check)"
         )
     mine = held.get(str(doc["order_id"]))
-    if mine is not None and isinstance(mine.get("version"), int) \
-            and mine["version"] >= doc["version"]:
+    if (
+        mine is not None
+        and isinstance(mine.get("version"), int)
+        and mine["version"] >= doc["version"]
+    ):
         raise CtlError(
             f"the broker already holds version {mine['version']} of order {doc['order_id']}; "
             f"a kiosk ignores version {doc['version']}: use 'kioskctl order update' "
@@ -251,15 +250,16 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         if not args.no_check:
             refuse_conflicts(doc, fetch_orders(conn, site))
         publish_signed(conn, doc, key_path)
-    print(f"published order {doc['order_id']} to site {site} "
-          f"(version {doc['version']}, status {doc['status']})")
+    print(
+        f"published order {doc['order_id']} to site {site} "
+        f"(version {doc['version']}, status {doc['status']})"
+    )
     print(f"pickup number: {doc['pickup_no']}")
     print_code(doc, time.time())
     return 0
 
 
-def cmd_update(args: argparse.Namespace, settings: Settings, *, status: str | None = None
-               ) -> int:
+def cmd_update(args: argparse.Namespace, settings: Settings, *, status: str | None = None) -> int:
     key_path = settings.need_key()
     load_private_key(key_path)
     site = settings.need_site()
@@ -289,8 +289,10 @@ def cmd_update(args: argparse.Namespace, settings: Settings, *, status: str | No
         if not args.no_check:
             refuse_conflicts(doc, held)
         publish_signed(conn, doc, key_path)
-    print(f"order {doc['order_id']} at site {site}: version {doc['version']}, "
-          f"status {doc['status']}, slot {doc.get('slot') or '-'}")
+    print(
+        f"order {doc['order_id']} at site {site}: version {doc['version']}, "
+        f"status {doc['status']}, slot {doc.get('slot') or '-'}"
+    )
     return 0
 
 
@@ -300,8 +302,10 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"order id {args.order!r} is not valid ([A-Za-z0-9_.-]{{1,64}})")
     with Connection(settings.broker, timeout=settings.timeout) as conn:
         conn.publish(topics.order(site, args.order), b"", retain=True)
-    print(f"order {args.order} at site {site}: retained document cleared; "
-          f"kiosks forget it and its secret")
+    print(
+        f"order {args.order} at site {site}: retained document cleared; "
+        f"kiosks forget it and its secret"
+    )
     return 0
 
 
@@ -323,23 +327,34 @@ def cmd_code(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
     if args.json:
         code, left = current_code(doc, now)
-        out = {"order_id": doc["order_id"], "pickup_no": doc["pickup_no"], "code": code,
-               "otp": code[len(doc["pickup_no"]):], "seconds_left": left,
-               "period": int(doc["otp"].get("period", 30)), "at": int(now)}
+        out = {
+            "order_id": doc["order_id"],
+            "pickup_no": doc["pickup_no"],
+            "code": code,
+            "otp": code[len(doc["pickup_no"]) :],
+            "seconds_left": left,
+            "period": int(doc["otp"].get("period", 30)),
+            "at": int(now),
+        }
         if doc.get("backup_code") is True:
             out["backup_code"] = backup_code(doc)
         print(json.dumps(out))
         return 0
     if doc.get("status") != "ready":
-        print(f"note: order {doc['order_id']} is {doc.get('status')}; the door opens only "
-              f"for ready orders", file=sys.stderr)
+        print(
+            f"note: order {doc['order_id']} is {doc.get('status')}; the door opens only "
+            f"for ready orders",
+            file=sys.stderr,
+        )
     uri = otpauth_uri(doc)
     if args.qr:
         try:
             import segno
         except ImportError:
-            raise CtlError("--qr needs the segno package (pip install segno); "
-                           "--uri prints the otpauth:// URI instead") from None
+            raise CtlError(
+                "--qr needs the segno package (pip install segno); "
+                "--uri prints the otpauth:// URI instead"
+            ) from None
         segno.make(uri, error="m").terminal(compact=True)
     if args.uri:
         print(uri)
@@ -348,8 +363,13 @@ def cmd_code(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_order_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", dest="pickup_no_width", type=int, metavar="W",
-                   help="the site's pickup number width (default 3; config pickup_no_width)")
+    p.add_argument(
+        "--width",
+        dest="pickup_no_width",
+        type=int,
+        metavar="W",
+        help="the site's pickup number width (default 3; config pickup_no_width)",
+    )
 
 
 def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -364,29 +384,40 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--slot", help="shelf slot, e.g. B3 (omit while not on the shelf)")
     p.add_argument("--customer-name", dest="customer_name")
     p.add_argument("--phone-tail", dest="phone_tail", metavar="DIGITS")
-    p.add_argument("--item", action="append", metavar="NAME:QTY:UNIT",
-                   help="an item line; repeat for several")
+    p.add_argument(
+        "--item", action="append", metavar="NAME:QTY:UNIT", help="an item line; repeat for several"
+    )
     p.add_argument("--status", choices=STATUSES, help="default ready")
     p.add_argument("--digits", type=int, help="one-time value digits, 6-8 (default 6)")
     p.add_argument("--period", type=int, help="TOTP step in seconds, 15-300 (default 30)")
-    p.add_argument("--backup-code", dest="backup_code", action="store_true",
-                   help="also accept HOTP(secret, 0), which needs no clock")
+    p.add_argument(
+        "--backup-code",
+        dest="backup_code",
+        action="store_true",
+        help="also accept HOTP(secret, 0), which needs no clock",
+    )
     p.add_argument("--expires-in", dest="expires_in", type=float, metavar="HOURS")
     p.add_argument("--version", type=int, help="document version (default 1 or the file's)")
-    p.add_argument("--no-check", dest="no_check", action="store_true",
-                   help="skip reading the site's orders (pickup number and version checks)")
+    p.add_argument(
+        "--no-check",
+        dest="no_check",
+        action="store_true",
+        help="skip reading the site's orders (pickup number and version checks)",
+    )
     add_order_flags(p)
     p.set_defaults(func="order_publish")
 
-    p = osub.add_parser("update", parents=[common],
-                        help="change status/slot of a published order (bumps version)")
+    p = osub.add_parser(
+        "update", parents=[common], help="change status/slot of a published order (bumps version)"
+    )
     p.add_argument("order", metavar="ORDER")
     p.add_argument("--site")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--slot", help="new slot ('none' clears it)")
     p.add_argument("--expires-in", dest="expires_in", type=float, metavar="HOURS")
-    p.add_argument("--no-check", dest="no_check", action="store_true",
-                   help="skip the pickup number check")
+    p.add_argument(
+        "--no-check", dest="no_check", action="store_true", help="skip the pickup number check"
+    )
     add_order_flags(p)
     p.set_defaults(func="order_update")
 
@@ -397,8 +428,9 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     add_order_flags(p)
     p.set_defaults(func="order_cancel")
 
-    p = osub.add_parser("forget", parents=[common],
-                        help="clear the retained order (kiosks drop it and its secret)")
+    p = osub.add_parser(
+        "forget", parents=[common], help="clear the retained order (kiosks drop it and its secret)"
+    )
     p.add_argument("order", metavar="ORDER")
     p.add_argument("--site")
     p.set_defaults(func="order_forget")

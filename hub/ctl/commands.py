@@ -16,10 +16,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sync import topics
-from sync.ctl_config import Settings, SubParsers
-from sync.ctl_keys import build_command, load_private_key
-from sync.ctl_mqtt import Connection, CtlError, Message, UsageError
+from hub.ctl.config import Settings, SubParsers
+from hub.ctl.keys import build_command, load_private_key
+from hub.ctl.mqtt import Connection, CtlError, Message, UsageError
+from protocol import topics
 
 EXIT_REFUSED = 1
 EXIT_NO_ANSWER = 2
@@ -37,8 +37,15 @@ class NoAnswer(CtlError):
     exit_code = EXIT_NO_ANSWER
 
 
-def send_command(conn: Connection, site: str, cmd: str, args: dict[str, Any],
-                 key: Ed25519PrivateKey, *, also_subscribe: Iterable[str] = ()) -> str:
+def send_command(
+    conn: Connection,
+    site: str,
+    cmd: str,
+    args: dict[str, Any],
+    key: Ed25519PrivateKey,
+    *,
+    also_subscribe: Iterable[str] = (),
+) -> str:
     """Subscribe to the result (and ``also_subscribe``), then publish; return cmd_id."""
     doc = build_command(site, cmd, args, key, now=time.time())
     cmd_id = str(doc["cmd_id"])
@@ -63,8 +70,14 @@ def parse_result(msg: Message, site: str, cmd_id: str) -> dict[str, Any] | None:
     return doc
 
 
-def wait_result(conn: Connection, site: str, cmd_id: str, timeout: float, *,
-                other: Callable[[Message], None] | None = None) -> dict[str, Any]:
+def wait_result(
+    conn: Connection,
+    site: str,
+    cmd_id: str,
+    timeout: float,
+    *,
+    other: Callable[[Message], None] | None = None,
+) -> dict[str, Any]:
     """The first result for ``cmd_id``; raises NoAnswer after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -88,8 +101,10 @@ def confirm(question: str, assume_yes: bool) -> bool:
     if assume_yes:
         return True
     if not sys.stdin.isatty():
-        raise UsageError("refusing to unlock without confirmation: stdin is not a terminal; "
-                         "pass --yes to confirm from a script")
+        raise UsageError(
+            "refusing to unlock without confirmation: stdin is not a terminal; "
+            "pass --yes to confirm from a script"
+        )
     try:
         answer = input(f"{question} [y/N] ")
     except EOFError:
@@ -110,8 +125,7 @@ def cmd_unlock(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     with Connection(settings.broker, timeout=settings.timeout) as conn:
         cmd_id = send_command(conn, site, "unlock", {"reason": reason}, key)
-        print(f"sent unlock {cmd_id} to {site}; waiting up to {args.timeout:g} s",
-              file=sys.stderr)
+        print(f"sent unlock {cmd_id} to {site}; waiting up to {args.timeout:g} s", file=sys.stderr)
         result = wait_result(conn, site, cmd_id, args.timeout)
     return report(site, "unlock", result, json_out=args.json)
 
@@ -140,19 +154,28 @@ def report(site: str, cmd: str, result: dict[str, Any], *, json_out: bool) -> in
 
 
 def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("unlock", parents=[common],
-                       help="open the door once, remotely (signed owner command)",
-                       description="Exit 0 unlocked, 1 refused, 2 no answer in time.")
+    p = sub.add_parser(
+        "unlock",
+        parents=[common],
+        help="open the door once, remotely (signed owner command)",
+        description="Exit 0 unlocked, 1 refused, 2 no answer in time.",
+    )
     p.add_argument("--site")
     p.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--timeout", type=float, default=20.0, metavar="S",
-                   help="seconds to wait for the kiosk's answer (default 20)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="seconds to wait for the kiosk's answer (default 20)",
+    )
     p.add_argument("--json", action="store_true", help="print the kiosk's result as JSON")
     p.set_defaults(func="unlock")
 
-    p = sub.add_parser("sync", parents=[common],
-                       help="ask a kiosk to republish its status (signed owner command)")
+    p = sub.add_parser(
+        "sync", parents=[common], help="ask a kiosk to republish its status (signed owner command)"
+    )
     p.add_argument("--site")
     p.add_argument("--timeout", type=float, default=20.0, metavar="S")
     p.add_argument("--json", action="store_true")

@@ -23,9 +23,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from sync import ctl_commands, ctl_keys, ctl_orders, ctl_watch
-from sync.ctl_config import Settings, add_common_flags, resolve
-from sync.ctl_mqtt import CtlError, UsageError
+from hub.ctl import commands as ctl_commands
+from hub.ctl import keys as ctl_keys
+from hub.ctl import orders as ctl_orders
+from hub.ctl import watch as ctl_watch
+from hub.ctl.config import Settings, add_common_flags, resolve
+from hub.ctl.mqtt import CtlError, UsageError
 
 EXIT_USAGE = UsageError.exit_code
 
@@ -42,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kioskctl",
         description="Owner and hub tool for pickup kiosks: keys, orders, codes, status, "
-                    "logs and remote unlock over MQTT (PROTOCOL.md v1).",
+        "logs and remote unlock over MQTT (PROTOCOL.md v1).",
         epilog="Exit codes: 0 ok, 1 refused/failed, 2 no answer, 3 audit chain problem, "
-               "4 broker problem, 64 bad arguments. See docs/owner.md.",
+        "4 broker problem, 64 bad arguments. See docs/owner.md.",
     )
     try:
         from importlib.metadata import version

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from kiosk.errors import KioskError
+from protocol.errors import PickupError as KioskError
 
 DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
 
@@ -57,9 +57,7 @@ class BrokerSettings:
         parts = urlsplit(self.url if "://" in self.url else f"mqtt://{self.url}")
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS:
-            raise UsageError(
-                f"broker URL {self.url!r}: the scheme must be mqtt:// or mqtts://"
-            )
+            raise UsageError(f"broker URL {self.url!r}: the scheme must be mqtt:// or mqtts://")
         try:
             port = parts.port or DEFAULT_PORTS[scheme]
         except ValueError:
@@ -166,9 +164,7 @@ class Connection:
             try:
                 client.tls_set(ca_certs=self.settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
-                raise BrokerError(
-                    f"cannot use CA file {self.settings.ca_file}: {exc}"
-                ) from None
+                raise BrokerError(f"cannot use CA file {self.settings.ca_file}: {exc}") from None
         try:
             client.connect(host, port, keepalive=30)
         except (OSError, ValueError) as exc:
@@ -269,8 +265,9 @@ class Connection:
             self._check_alive()
             return None
 
-    def collect_retained(self, filters: Iterable[str], *, settle: float = 0.5,
-                         limit: float = 10.0) -> dict[str, Message]:
+    def collect_retained(
+        self, filters: Iterable[str], *, settle: float = 0.5, limit: float = 10.0
+    ) -> dict[str, Message]:
         """Subscribe and gather the retained messages, latest per topic.
 
         Done when a barrier message published after the SUBSCRIBE comes back

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sync import topics
-from sync.ctl_mqtt import BrokerSettings, UsageError
+from hub.ctl.mqtt import BrokerSettings, UsageError
+from protocol import topics
 
 # argparse's subparsers action; Any because kioskctl uses its own parser class.
 if TYPE_CHECKING:
@@ -143,16 +143,31 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     """Broker and identity flags every networked subcommand accepts."""
     g = parser.add_argument_group("broker and identity (flags win over env over config file)")
-    g.add_argument("--config", metavar="FILE",
-                   help=f"TOML settings file (default {DEFAULT_CONFIG}, or $KIOSKCTL_CONFIG)")
-    g.add_argument("--broker", metavar="URL",
-                   help=f"mqtt://host:port or mqtts://host:port ($KIOSKCTL_BROKER; "
-                        f"default {DEFAULT_BROKER})")
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML settings file (default {DEFAULT_CONFIG}, or $KIOSKCTL_CONFIG)",
+    )
+    g.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"mqtt://host:port or mqtts://host:port ($KIOSKCTL_BROKER; default {DEFAULT_BROKER})",
+    )
     g.add_argument("--username", help="broker user name ($KIOSKCTL_USERNAME)")
     g.add_argument("--password", help="broker password ($KIOSKCTL_PASSWORD; prefer the env)")
-    g.add_argument("--ca-file", dest="ca_file", metavar="FILE",
-                   help="CA certificate(s) for mqtts ($KIOSKCTL_CA_FILE)")
-    g.add_argument("--key", metavar="FILE",
-                   help="Ed25519 private key (PEM) that signs ($KIOSKCTL_KEY)")
-    g.add_argument("--broker-timeout", dest="broker_timeout", type=float, metavar="S",
-                   help="seconds to wait for the broker (default 10)")
+    g.add_argument(
+        "--ca-file",
+        dest="ca_file",
+        metavar="FILE",
+        help="CA certificate(s) for mqtts ($KIOSKCTL_CA_FILE)",
+    )
+    g.add_argument(
+        "--key", metavar="FILE", help="Ed25519 private key (PEM) that signs ($KIOSKCTL_KEY)"
+    )
+    g.add_argument(
+        "--broker-timeout",
+        dest="broker_timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait for the broker (default 10)",
+    )

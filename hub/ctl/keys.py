@@ -18,10 +18,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk.audit import rfc3339
-from kiosk.wire import public_key_text, sign_document
-from sync.ctl_config import SubParsers
-from sync.ctl_mqtt import CtlError, UsageError
+from hub.ctl.config import SubParsers
+from hub.ctl.mqtt import CtlError, UsageError
+from protocol.keys import public_key_text, sign_document
+from protocol.times import format_time as rfc3339
 
 COMMAND_TTL = 60.0
 
@@ -102,8 +102,15 @@ def new_cmd_id(cmd: str) -> str:
     return f"{cmd}-{int(time.time())}-{secrets.token_hex(6)}"
 
 
-def build_command(site: str, cmd: str, args: dict[str, Any], key: Ed25519PrivateKey, *,
-                  now: float, ttl: float = COMMAND_TTL) -> dict[str, Any]:
+def build_command(
+    site: str,
+    cmd: str,
+    args: dict[str, Any],
+    key: Ed25519PrivateKey,
+    *,
+    now: float,
+    ttl: float = COMMAND_TTL,
+) -> dict[str, Any]:
     """A signed command document (PROTOCOL.md "Commands")."""
     doc = {
         "v": 1,
@@ -138,17 +145,25 @@ def cmd_sign(args: argparse.Namespace, key_path: str) -> int:
 
 
 def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing orders or commands",
-                       description="Write an Ed25519 private key (PEM, PKCS8, mode 0600) to "
-                                   "PATH and its public key to PATH.pub.")
+    p = sub.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for signing orders or commands",
+        description="Write an Ed25519 private key (PEM, PKCS8, mode 0600) to "
+        "PATH and its public key to PATH.pub.",
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="private key file to create")
-    p.add_argument("--role", choices=("owner", "hub"), default="owner",
-                   help="which trust list the printed config line is for (default owner)")
+    p.add_argument(
+        "--role",
+        choices=("owner", "hub"),
+        default="owner",
+        help="which trust list the printed config line is for (default owner)",
+    )
     p.add_argument("--force", action="store_true", help="replace existing files")
     p.set_defaults(func="keygen")
 
-    p = sub.add_parser("sign", parents=[common],
-                       help="print a signed copy of a JSON document (for hub developers)")
+    p = sub.add_parser(
+        "sign", parents=[common], help="print a signed copy of a JSON document (for hub developers)"
+    )
     p.add_argument("file", metavar="FILE", help="JSON object or array of objects ('-' = stdin)")
     p.add_argument("--compact", action="store_true", help="one line instead of indented")
     p.set_defaults(func="sign")

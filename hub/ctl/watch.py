@@ -1,8 +1,8 @@
 """Watching kiosks: ``status``, ``logs`` (with the audit chain check), ``verify-events``.
 
-The chain check follows ``kiosk.audit.verify_chain``: seq continuity,
-``prev_hash`` equal to the previous event's ``hash``, and each ``hash``
-recomputed. Unlike ``verify_chain`` it does not stop at the first fault: it
+The chain check is the protocol's (:func:`protocol.events.link`): seq
+continuity, ``prev_hash`` equal to the previous event's ``hash``, and each
+``hash`` recomputed. Unlike ``verify_chain`` it does not stop at the first fault: it
 reports every gap, reorder, duplicate-with-different-contents or changed
 event loudly on stderr (naming the seq) and keeps going, because an owner
 watching at night needs to see what comes next too. Duplicates with the
@@ -22,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kiosk.audit import event_hash, parse_rfc3339
-from kiosk.store import ZERO_HASH
-from sync import topics
-from sync.ctl_commands import NoAnswer, parse_result, send_command, wait_result
-from sync.ctl_config import Settings, SubParsers
-from sync.ctl_keys import load_private_key
-from sync.ctl_mqtt import Connection, CtlError, Message, UsageError
+from hub.ctl.commands import NoAnswer, parse_result, send_command, wait_result
+from hub.ctl.config import Settings, SubParsers
+from hub.ctl.keys import load_private_key
+from hub.ctl.mqtt import Connection, CtlError, Message, UsageError
+from protocol import topics
+from protocol.events import Tail, Verdict, hash_ok, link
+from protocol.times import parse_time as parse_rfc3339
 
 EXIT_CHAIN = 3
 DEFAULT_LAST = 50
@@ -77,8 +77,7 @@ class ChainWatch:
         self.problems.append(text)
         bar = "!" * 72
         where = f" at site {self.site}" if self.site else ""
-        print(f"{bar}\n!!! AUDIT CHAIN WARNING{where}: {text}\n{bar}", file=sys.stderr,
-              flush=True)
+        print(f"{bar}\n!!! AUDIT CHAIN WARNING{where}: {text}\n{bar}", file=sys.stderr, flush=True)
 
     def feed(self, ev: Mapping[str, Any]) -> bool:
         """Check one event; return True if it is new (to be shown)."""
@@ -98,26 +97,32 @@ class ChainWatch:
                 self._problem(f"seq {seq}: received twice with different contents")
             return False
         self.seen[event_id] = stated
-        body = {k: v for k, v in ev.items() if k != "hash"}
-        if event_hash(body) != stated:
+        if not hash_ok(ev):
             self._problem(f"seq {seq}: hash does not match its contents (the event was changed)")
-        prev = ev.get("prev_hash")
         if self.last_seq is None:
             if self.first_seq is not None and seq > self.first_seq:
-                self._problem(f"seq {self.first_seq} to {seq - 1} missing: the first event "
-                              f"received is seq {seq} (gap before seq {seq})")
+                self._problem(
+                    f"seq {self.first_seq} to {seq - 1} missing: the first event "
+                    f"received is seq {seq} (gap before seq {seq})"
+                )
             elif self.first_seq is not None and seq < self.first_seq:
                 self._problem(f"seq {seq}: older than asked for (after {self.first_seq - 1})")
-            if seq == 1 and prev != ZERO_HASH:
+            if seq == 1 and ev.get("prev_hash") != Tail().hash:
                 self._problem("seq 1: prev_hash is not the zero hash of a chain's start")
-        elif seq == self.last_seq + 1:
-            if prev != self.last_hash:
-                self._problem(f"seq {seq}: prev_hash does not match seq {self.last_seq}'s hash "
-                              f"(an event was changed or left out)")
-        elif seq > self.last_seq + 1:
-            missing = (f"seq {self.last_seq + 1}" if seq == self.last_seq + 2
-                       else f"seq {self.last_seq + 1} to {seq - 1}")
-            self._problem(f"{missing} missing (gap before seq {seq})")
+        elif seq > self.last_seq:
+            verdict = link(Tail(self.last_seq, str(self.last_hash)), ev)
+            if verdict.verdict is Verdict.EARLY:
+                missing = (
+                    f"seq {self.last_seq + 1}"
+                    if seq == self.last_seq + 2
+                    else f"seq {self.last_seq + 1} to {seq - 1}"
+                )
+                self._problem(f"{missing} missing (gap before seq {seq})")
+            elif verdict.verdict is Verdict.BREAK and ev.get("prev_hash") != self.last_hash:
+                self._problem(
+                    f"seq {seq}: prev_hash does not match seq {self.last_seq}'s hash "
+                    f"(an event was changed or left out)"
+                )
         else:
             self._problem(f"seq {seq}: arrived after seq {self.last_seq} (out of order)")
             return True
@@ -158,14 +163,18 @@ def _short(detail: Mapping[str, Any]) -> str:
 
 def format_event(ev: Mapping[str, Any]) -> str:
     clock = "" if ev.get("clock") in (None, "synced") else f" [clock {ev.get('clock')}]"
-    text = (f"{local_time(ev.get('ts'))}  #{ev.get('seq')!s:<6} {ev.get('type')!s:<16} "
-            f"{ev.get('order_id') or '-':<18} {describe(ev)}")
+    text = (
+        f"{local_time(ev.get('ts'))}  #{ev.get('seq')!s:<6} {ev.get('type')!s:<16} "
+        f"{ev.get('order_id') or '-':<18} {describe(ev)}"
+    )
     return text.rstrip() + clock
 
 
 def format_log(rec: Mapping[str, Any]) -> str:
-    return (f"{local_time(rec.get('ts'))}  log    {rec.get('level')!s:<8} "
-            f"{rec.get('logger')}: {rec.get('message')}")
+    return (
+        f"{local_time(rec.get('ts'))}  log    {rec.get('level')!s:<8} "
+        f"{rec.get('logger')}: {rec.get('message')}"
+    )
 
 
 def _emit(item: Mapping[str, Any], *, is_event: bool, json_out: bool) -> None:
@@ -190,8 +199,8 @@ def collect_status(conn: Connection, site: str | None) -> dict[str, dict[str, An
     found = conn.collect_retained([filt])
     out: dict[str, dict[str, Any]] = {}
     for topic, msg in found.items():
-        parts = topics.split(topic)
-        if parts is None or parts[1] != "status" or not msg.payload:
+        parsed = topics.parse(topic)
+        if parsed is None or parsed.kind != topics.STATUS or not msg.payload:
             continue
         try:
             doc = json.loads(msg.payload.decode("utf-8"))
@@ -199,7 +208,7 @@ def collect_status(conn: Connection, site: str | None) -> dict[str, dict[str, An
             print(f"warning: {topic} is not JSON; skipped", file=sys.stderr)
             continue
         if isinstance(doc, dict):
-            out[parts[0]] = doc
+            out[parsed.site] = doc
     return out
 
 
@@ -216,13 +225,23 @@ def status_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
     table = [head]
     for site in sorted(rows):
         st = rows[site]
-        table.append([site, _cell(st.get("online")), local_time(st.get("ts")),
-                      _cell(st.get("door")), _cell(st.get("lock")), _cell(st.get("mode")),
-                      _cell(st.get("orders_ready")), _cell(st.get("outbox")),
-                      _cell(st.get("clock"))])
+        table.append(
+            [
+                site,
+                _cell(st.get("online")),
+                local_time(st.get("ts")),
+                _cell(st.get("door")),
+                _cell(st.get("lock")),
+                _cell(st.get("mode")),
+                _cell(st.get("orders_ready")),
+                _cell(st.get("outbox")),
+                _cell(st.get("clock")),
+            ]
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in table)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    )
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,8 +254,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(status_table(rows))
     if not rows:
         if site:
-            raise CtlError(f"no status from site {site} on the broker (never connected, or a "
-                           f"different site id?)")
+            raise CtlError(
+                f"no status from site {site} on the broker (never connected, or a "
+                f"different site id?)"
+            )
         if not args.json:
             print("no kiosk has published a status on this broker", file=sys.stderr)
     return 0
@@ -272,10 +293,12 @@ class LogsSession:
         if self.last_logs is not None and len(logs) > self.last_logs:
             hidden = len(logs) - self.last_logs
             logs = logs[hidden:]
-            print(f"({hidden} older log records not shown; use --since-log SEQ)",
-                  file=sys.stderr)
-        tagged = heapq.merge(((_ts_key(e), 0, e) for e in self.events),
-                             ((_ts_key(r), 1, r) for r in logs), key=lambda t: t[:2])
+            print(f"({hidden} older log records not shown; use --since-log SEQ)", file=sys.stderr)
+        tagged = heapq.merge(
+            ((_ts_key(e), 0, e) for e in self.events),
+            ((_ts_key(r), 1, r) for r in logs),
+            key=lambda t: t[:2],
+        )
         for _, kind, item in tagged:
             _emit(item, is_event=kind == 0, json_out=self.json_out)
 
@@ -303,8 +326,9 @@ def _collect_pages(conn: Connection, session: LogsSession, cmd_id: str, timeout:
     while True:
         page = wait_result(conn, session.site, cmd_id, timeout, other=session.live.append)
         if page.get("ok") is not True:
-            raise CtlError(f"{session.site} refused the logs command: "
-                           f"{page.get('error') or 'no reason given'}")
+            raise CtlError(
+                f"{session.site} refused the logs command: {page.get('error') or 'no reason given'}"
+            )
         n = page.get("page")
         if n in pages:
             continue
@@ -332,8 +356,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
             status = collect_status(conn, site).get(site, {})
             last_seq = status.get("last_seq")
             since = max(0, last_seq - last) if isinstance(last_seq, int) else 0
-        session = LogsSession(site, since, args.json,
-                              None if args.since_log is not None else last)
+        session = LogsSession(site, since, args.json, None if args.since_log is not None else last)
         cmd_args = {"since_seq": since, "since_log_seq": args.since_log or 0}
         cmd_id = send_command(conn, site, "logs", cmd_args, key, also_subscribe=live)
         try:
@@ -341,20 +364,24 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
         except NoAnswer:
             if not args.follow:
                 raise
-            print(f"warning: {site} did not answer the logs command; following live only",
-                  file=sys.stderr)
+            print(
+                f"warning: {site} did not answer the logs command; following live only",
+                file=sys.stderr,
+            )
         session.print_collected()
         if args.follow:
             _follow(conn, session, cmd_id, args.duration)
     if session.chain.problems:
-        print(f"kioskctl: {len(session.chain.problems)} audit chain problem(s) at {site}; "
-              f"see the warnings above", file=sys.stderr)
+        print(
+            f"kioskctl: {len(session.chain.problems)} audit chain problem(s) at {site}; "
+            f"see the warnings above",
+            file=sys.stderr,
+        )
         return EXIT_CHAIN
     return 0
 
 
-def _follow(conn: Connection, session: LogsSession, cmd_id: str, duration: float | None
-            ) -> None:
+def _follow(conn: Connection, session: LogsSession, cmd_id: str, duration: float | None) -> None:
     for early in session.live:
         session.take_live(early)
     session.live.clear()
@@ -399,8 +426,10 @@ def cmd_verify_events(args: argparse.Namespace) -> int:
         if isinstance(ev.get("seq"), int):
             seqs.append(ev["seq"])
     if chain.problems:
-        print(f"kioskctl: {len(chain.problems)} audit chain problem(s) in {count} events",
-              file=sys.stderr)
+        print(
+            f"kioskctl: {len(chain.problems)} audit chain problem(s) in {count} events",
+            file=sys.stderr,
+        )
         return EXIT_CHAIN
     span = f"seq {min(seqs)} to {max(seqs)}" if seqs else "no events"
     print(f"{len(chain.seen)} events ({span}): chain intact")
@@ -414,28 +443,57 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func="status")
 
-    p = sub.add_parser("logs", parents=[common],
-                       help="fetch a kiosk's events and log records (checks the hash chain)",
-                       description="Exit 0 fine, 1 refused, 2 no answer, 3 chain problem.")
+    p = sub.add_parser(
+        "logs",
+        parents=[common],
+        help="fetch a kiosk's events and log records (checks the hash chain)",
+        description="Exit 0 fine, 1 refused, 2 no answer, 3 chain problem.",
+    )
     p.add_argument("--site")
-    p.add_argument("--since", type=int, metavar="SEQ",
-                   help="events after SEQ (default: the last --last events)")
-    p.add_argument("--last", type=int, metavar="N",
-                   help=f"without --since: the last N events and log records "
-                        f"(default {DEFAULT_LAST})")
-    p.add_argument("--since-log", dest="since_log", type=int, metavar="SEQ",
-                   help="log records after SEQ (all of them are shown)")
-    p.add_argument("--follow", "-f", action="store_true",
-                   help="then keep printing live events and log records")
-    p.add_argument("--duration", type=float, metavar="S",
-                   help="with --follow: stop after S seconds (default: until Ctrl-C)")
-    p.add_argument("--timeout", type=float, default=20.0, metavar="S",
-                   help="seconds to wait for each page of the answer (default 20)")
+    p.add_argument(
+        "--since",
+        type=int,
+        metavar="SEQ",
+        help="events after SEQ (default: the last --last events)",
+    )
+    p.add_argument(
+        "--last",
+        type=int,
+        metavar="N",
+        help=f"without --since: the last N events and log records (default {DEFAULT_LAST})",
+    )
+    p.add_argument(
+        "--since-log",
+        dest="since_log",
+        type=int,
+        metavar="SEQ",
+        help="log records after SEQ (all of them are shown)",
+    )
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="then keep printing live events and log records"
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="with --follow: stop after S seconds (default: until Ctrl-C)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="seconds to wait for each page of the answer (default 20)",
+    )
     p.add_argument("--json", action="store_true", help="JSON lines, exactly as published")
     p.set_defaults(func="logs")
 
     p = sub.add_parser("verify-events", help="check a JSON-lines dump of events (hash chain)")
     p.add_argument("file", metavar="FILE", help="JSON lines ('-' = stdin)")
-    p.add_argument("--since", type=int, metavar="SEQ",
-                   help="the dump should start right after SEQ (0: at the chain's start)")
+    p.add_argument(
+        "--since",
+        type=int,
+        metavar="SEQ",
+        help="the dump should start right after SEQ (0: at the chain's start)",
+    )
     p.set_defaults(func="verify_events")
