@@ -1,11 +1,22 @@
 """The pickup-code engine: pure given the store, with the time passed in.
 
-An entry of W + D digits (W = the site's pickup-number width, D = the
-order's ``otp.digits``) is split into a pickup number and a one-time value.
-Only the orders holding that pickup number are looked at (an index look-up,
-never a scan of every order). The value is checked as RFC 6238 TOTP at the
-trusted time, within ``totp_window`` steps either side, and, for orders with
-``backup_code``, as HOTP counter 0. Each (order, step) opens the door once.
+An entry is the pickup number (W digits, the site's width) followed by a
+one-time value. Only the orders holding that pickup number are looked at
+(an index look-up, never a scan of every order). The value is checked as
+RFC 6238 TOTP at the trusted time, within ``totp_window`` steps either
+side, and, for orders with ``backup_code``, as HOTP counter 0. Each
+(order, step) opens the door once.
+
+Two forms of the value are accepted (HOTP truncation is ``mod 10^digits``,
+so the short form is the tail of the full one):
+
+- the order's full value (``otp.digits``, 6 to 8 digits), and
+- for 7- and 8-digit orders, its last 6 digits: what customers type
+  normally (10 key presses with a 3-digit pickup number and ``#``).
+
+Full 8-digit entries have a throttle tier of their own (kiosk.throttle):
+once short entries are throttled, a customer with an 8-digit order is asked
+for all 8 digits (``full_code_needed``) instead of being made to wait.
 
 Every outcome has its own reason (``kiosk.screens.REASONS``) so the display
 can tell the customer what to do next; none carries the typed digits.
@@ -23,7 +34,8 @@ from kiosk.throttle import Throttle
 from protocol.otp import hotp
 
 BACKUP_STEP = -1
-PROTOCOL_DIGITS = (6, 7, 8)
+SHORT_DIGITS = 6
+FULL_DIGITS = 8
 
 
 @dataclass(frozen=True)
@@ -36,16 +48,25 @@ class Decision:
     wait_s: float = 0.0  # for throttled
     pickup_no: str | None = None
     counted: bool = False  # whether it counted as a failure for the throttle
+    full: bool = False  # the entry gave all 8 digits (the full tier)
 
     @property
     def order_id(self) -> str | None:
         return self.order.order_id if self.order else None
 
 
+def accepts(order: OrderRow, value_len: int, short: int = SHORT_DIGITS) -> bool:
+    """Whether an order can be matched by a value of this length."""
+    return value_len == order.otp_digits or (value_len == short and order.otp_digits > short)
+
+
 def match_step(order: OrderRow, value: str, now: float, window: int, backup: bool) -> int | None:
-    """The TOTP step (or BACKUP_STEP) at which ``value`` is valid, else None."""
-    digits = order.otp_digits
-    if len(value) != digits:
+    """The TOTP step (or BACKUP_STEP) at which ``value`` is valid, else None.
+
+    ``value`` is the order's full value or (for longer codes) its tail.
+    """
+    digits = len(value)
+    if digits > order.otp_digits or digits == 0:
         return None
     current = int(now // order.otp_period)
     # Current step first, so the common case costs one HMAC.
@@ -71,52 +92,73 @@ class CodeEngine:
         throttle: Throttle,
         *,
         width: int,
-        digits: tuple[int, ...] = PROTOCOL_DIGITS,
+        short: int = SHORT_DIGITS,
+        full: int = FULL_DIGITS,
     ) -> None:
         self.store = store
         self.cfg = cfg
         self.throttle = throttle
         self.width = width
-        self.digits = digits
+        self.short = short
+        self.full = full
 
     def valid_lengths(self) -> tuple[int, ...]:
-        return tuple(self.width + d for d in self.digits)
+        """Entry lengths (pickup number + value) the keypad may submit."""
+        return tuple(self.width + d for d in range(self.short, self.full + 1))
 
     def check(self, entry: str, clock: ClockSnapshot) -> Decision:
-        """Judge a submitted entry. Reads the store; writes only throttle state.
+        """Judge a submitted entry. Reads the store; writes only throttle failures.
 
-        The caller commits the accepted step (``mark_used``) together with its
-        audit events before it opens the door.
+        The caller commits an accepted entry (:meth:`commit`) together with
+        its audit events, in one transaction, before it opens the door.
         """
         now = clock.now
         if not entry.isdigit() or not entry.isascii() or len(entry) not in self.valid_lengths():
             return Decision(False, "bad_length")
         pickup_no, value = entry[: self.width], entry[self.width :]
-        verdict = self.throttle.check(pickup_no, now)
+        full = len(value) == self.full
+        verdict = self.throttle.check(pickup_no, now, full=full)
         if not verdict.allowed:
+            if not full:
+                wait = self._full_code_wait(pickup_no, now)
+                if wait is not None and wait < verdict.wait_s:
+                    return Decision(False, "full_code_needed", wait_s=wait, pickup_no=pickup_no)
             return Decision(False, "throttled", wait_s=verdict.wait_s, pickup_no=pickup_no)
         candidates = [
-            o for o in self.store.orders_by_pickup_no(pickup_no) if o.otp_digits == len(value)
+            o
+            for o in self.store.orders_by_pickup_no(pickup_no)
+            if accepts(o, len(value), self.short)
         ]
         if not candidates:
-            self.throttle.failure(pickup_no, now)
-            return Decision(False, "unknown_number", pickup_no=pickup_no, counted=True)
+            self.throttle.failure(pickup_no, now, full=full)
+            return Decision(False, "unknown_number", pickup_no=pickup_no, counted=True, full=full)
         for order in candidates:
             step = match_step(order, value, now, self.cfg.totp_window, self.cfg.backup_codes)
             if step is None:
                 continue
-            return self._judge(order, step, now, pickup_no)
-        self.throttle.failure(pickup_no, now)
+            return self._judge(order, step, clock, pickup_no, full)
+        self.throttle.failure(pickup_no, now, full=full)
         reason = "wrong_code" if clock.trusted else "clock_untrusted"
-        return Decision(False, reason, pickup_no=pickup_no, counted=True)
+        return Decision(False, reason, pickup_no=pickup_no, counted=True, full=full)
 
-    def _judge(self, order: OrderRow, step: int, now: float, pickup_no: str) -> Decision:
+    def _full_code_wait(self, pickup_no: str, now: float) -> float | None:
+        """A throttled short entry: how soon all 8 digits would be checked instead
+        (0: now), or None when no order of this number has a full-length code."""
+        if not any(o.otp_digits == self.full for o in self.store.orders_by_pickup_no(pickup_no)):
+            return None
+        verdict = self.throttle.check(pickup_no, now, full=True)
+        return 0.0 if verdict.allowed else verdict.wait_s
+
+    def _judge(
+        self, order: OrderRow, step: int, clock: ClockSnapshot, pickup_no: str, full: bool
+    ) -> Decision:
         def refuse(reason: str) -> Decision:
-            return Decision(False, reason, order=order, step=step, pickup_no=pickup_no)
+            return Decision(False, reason, order=order, step=step, pickup_no=pickup_no, full=full)
 
+        now = clock.now
         if self.store.step_used(order.order_id, step):
-            return refuse("replayed")
-        if order.expires_at is not None and now >= order.expires_at:
+            return refuse("backup_used" if step == BACKUP_STEP else "replayed")
+        if order.expires_at is not None and clock.expiry_now >= order.expires_at:
             return refuse("expired")
         if order.status == "pending_payment":
             return refuse("not_paid")
@@ -130,10 +172,16 @@ class CodeEngine:
             if since is None or now - since >= self.cfg.reentry_grace_s:
                 return refuse("already_collected")
             reentry = True
-        self.throttle.success(pickup_no)
-        return Decision(True, order=order, step=step, reentry=reentry, pickup_no=pickup_no)
+        return Decision(
+            True, order=order, step=step, reentry=reentry, pickup_no=pickup_no, full=full
+        )
 
-    def mark_used(self, decision: Decision, now: float) -> bool:
-        """Record the accepted (order, step); False if another entry took it first."""
+    def commit(self, decision: Decision, now: float) -> bool:
+        """Record the accepted (order, step) and clear its number's failures,
+        inside the caller's transaction; False if another entry took the step first."""
         assert decision.ok and decision.order is not None and decision.step is not None
-        return self.store.mark_step_used(decision.order.order_id, decision.step, now)
+        if not self.store.mark_step_used(decision.order.order_id, decision.step, now):
+            return False
+        if decision.pickup_no is not None:
+            self.throttle.success(decision.pickup_no)
+        return True

@@ -173,6 +173,14 @@ class ThrottleConfig:
         default=3600,
         metadata=_meta("one more failure allowed every this many seconds", _range(10, 86400)),
     )
+    full_code_burst: int = field(
+        default=10,
+        metadata=_meta("full 8-digit entries the keypad absorbs at once", _range(1, 100)),
+    )
+    full_code_refill_s: float = field(
+        default=300,
+        metadata=_meta("one more full 8-digit entry every this many seconds", _range(10, 86400)),
+    )
     night_hours: float = field(
         default=12, metadata=_meta("length of the night used for the security bound", _range(1, 24))
     )

@@ -1,16 +1,17 @@
-"""The door daemon's shell: one loop owns the door (STYLE.md 4 and 8).
+"""The door daemon's loop: one thread owns the door (docs/design.md, "Door daemon").
 
 Hardware and window callbacks only ``post`` input events onto a queue; this
 loop takes them one at a time, asks the pure parts (code engine, door
-machine, entry buffer) what to do, writes the audit trail *before* acting
-(DESIGN.md rule 1), then drives the relay, buzzer, LED and screen through
-small ports (``BoardPort``, ``DisplayPort``) that ``hardware`` implements.
-This module imports neither gpiozero nor pygame nor paho.
+machine, entry buffer) what to do, hands the machine's actions to the
+effects interpreter (:mod:`kiosk.effects`: audit before action, the backlog
+while the store is unwritable) and keeps the timers (command hand-off,
+clock, day mode, retention, status). The screen of each instant is composed
+from the state by :func:`kiosk.screens.compose`. This module imports
+neither gpiozero nor pygame nor paho.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -25,11 +26,12 @@ from kiosk.audit import Audit
 from kiosk.clock import Clock, ClockSnapshot, TrustedClock, system_time_synchronized
 from kiosk.codes import BACKUP_STEP, CodeEngine, Decision
 from kiosk.config import Config
-from kiosk.door import HELD, OPEN, TRANSITIONS, UNLOCKED, DoorMachine, Entry
+from kiosk.door import DoorMachine, Entrant, Entry, State
+from kiosk.effects import BoardPort, Effects
 from kiosk.errors import StoreError
 from kiosk.inputs import DoorChanged, ExitPressed, InputEvent, KeyPressed, LanguageToggled, Quit
 from kiosk.notify import Notifier
-from kiosk.screens import Item, Screen, StatusCorner, mask_name
+from kiosk.screens import DoorView, Item, Screen, StatusCorner, compose, fallback, mask_name
 from kiosk.store import DoorStatus, OrderRow, Store
 from kiosk.throttle import Throttle
 
@@ -43,28 +45,7 @@ STORE_RETRY_S = 5.0
 PURGE_S = 3600.0
 LANGUAGE_REVERT_S = 60.0
 
-
-class LockPort(Protocol):
-    def energize(self, seconds: float) -> None: ...
-    def release(self) -> None: ...
-
-
-class SignalPort(Protocol):
-    def play(self, pattern: str) -> None: ...
-
-
-class LedPort(Protocol):
-    def set(self, state: str) -> None: ...
-
-
-class BoardPort(Protocol):
-    lock: Any
-    buzzer: Any
-    led: Any
-
-    def start(self, post: Callable[[InputEvent], None]) -> None: ...
-    def door_is_open(self) -> bool: ...
-    def close(self) -> None: ...
+__all__ = ["BoardPort", "DisplayPort", "DoorDaemon"]
 
 
 class DisplayPort(Protocol):
@@ -73,17 +54,13 @@ class DisplayPort(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
-class _Pending:
-    type_: str
-    snap: ClockSnapshot
-    order_id: str | None
-    detail: dict[str, Any]
-
-
 def _hhmm(text: str) -> dtime | None:
     hh, mm = (int(x) for x in text.split(":"))
     return None if hh == 24 else dtime(hh, mm)
+
+
+class _Replayed(Exception):
+    pass
 
 
 @dataclass
@@ -96,11 +73,8 @@ class DoorDaemon:
     notifier: Notifier = field(default_factory=lambda: Notifier({}))
     screen_sinks: list[Callable[[Screen], None]] = field(default_factory=list)
     synced: Callable[[], bool] | None = None
-    # When the real store could not be opened at start (a read-only or broken
-    # card), the daemon runs out of service on a stand-in and calls this to
-    # open the real one again every STORE_RETRY_S.
-    reopen: Callable[[], Store] | None = None
     log_handler: Any = None
+    english_only: bool = False  # the display has no CJK font (an alarm, not a stop)
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -123,19 +97,20 @@ class DoorDaemon:
             doc_floor=self.store.doc_floor(),
             synced=self.synced(),
         )
-        self.lang = cfg.display.language
+        self.effects = Effects(self.board, self.audit, cfg.lock.release_s, self.snap)
+        self.effects.on_swap.append(self._swapped)
+        self.lang = "en" if self.english_only else cfg.display.language
         self.lang_changed_at = 0.0
-        self.store_ok = True
-        self.backlog: list[_Pending] = []
         self.overlay: Screen | None = None
         self.overlay_until = 0.0
+        self.visit: Screen | None = None  # the accepted customer's screen
         self.day = False
         self.status = StatusCorner()
         self.clock_trusted: bool | None = None
         self.stopping = False
-        self.alarms: set[str] = set()  # shown on the status topic (e.g. display_degraded)
+        self.alarms: set[str] = {"display_degraded"} if self.english_only else set()
         self.last_screen: Screen | None = None
-        self._last_door_status = ""
+        self._last_door_status: DoorStatus | None = None
         mono = self.clock.monotonic()
         self._next = {
             "floor": mono + FLOOR_SAVE_S,
@@ -156,7 +131,11 @@ class DoorDaemon:
         """Thread-safe: hardware and window callbacks call only this."""
         self.queue.put_nowait(event)
 
-    # ----- audit ----------------------------------------------------------
+    # ----- the store, through the effects ---------------------------------
+
+    @property
+    def store_ok(self) -> bool:
+        return self.effects.store_ok
 
     def snap(self) -> ClockSnapshot:
         return self.tclock.snapshot()
@@ -169,68 +148,20 @@ class DoorDaemon:
         detail: dict[str, Any] | None = None,
         snap: ClockSnapshot | None = None,
     ) -> bool:
-        """Record an event; on a store failure keep it for later and go out of service."""
-        s = snap or self.snap()
-        if self.store_ok:
-            try:
-                self.audit.record(type_, s, order_id=order_id, detail=detail)
-                return True
-            except StoreError as exc:
-                self._store_failed(exc)
-        self.backlog.append(_Pending(type_, s, order_id, dict(detail or {})))
-        return False
-
-    def _store_failed(self, exc: Exception) -> None:
-        if self.store_ok:
-            log.error("the store cannot be written, codes are refused until it can: %s", exc)
-            self.board.buzzer.play("alarm")
-            self.board.led.set("fault")
-            # The owner's alarm, stamped with when the outage began; it is the first
-            # thing written once the store takes writes again (then store_recovered).
-            self.backlog.append(
-                _Pending("store_unwritable", self.snap(), None, {"error": str(exc)[-200:]})
-            )
-        self.store_ok = False
+        return self.effects.record(type_, order_id=order_id, detail=detail, snap=snap)
 
     def start_without_store(self, exc: StoreError, reopen: Callable[[], Store]) -> None:
         """Begin out of service on a stand-in store; ``reopen`` is retried."""
-        self.reopen = reopen
-        self._store_failed(exc)
+        self.effects.reopen = reopen
+        self.effects.store_failed(exc)
 
-    def _swap_store(self, store: Store) -> None:
-        stand_in, self.store = self.store, store
-        self.audit.store = self.throttle.store = self.engine.store = store
+    def _swapped(self, store: Store) -> None:
+        self.store = self.throttle.store = self.engine.store = store
         if self.log_handler is not None:
             self.log_handler.store = store
         self.tclock.raise_floor(store.clock_floor())
         self.tclock.adopt_doc_floor(store.doc_floor())
-        self._last_door_status = ""
-        stand_in.close()
-
-    def _retry_store(self) -> None:
-        if self.reopen is not None:
-            try:
-                store = self.reopen()
-            except StoreError:
-                return
-            self.reopen = None
-            self._swap_store(store)
-        try:
-            s = self.snap()
-            with self.store.atomic():
-                for item in self.backlog:
-                    self.audit.record(
-                        item.type_, item.snap, order_id=item.order_id, detail=item.detail
-                    )
-                self.audit.record("store_recovered", s, detail={"kept": len(self.backlog)})
-        except StoreError:
-            return
-        log.warning(
-            "the store is writable again; %d events kept in memory were written", len(self.backlog)
-        )
-        self.backlog.clear()
-        self.store_ok = True
-        self.board.led.set("idle")
+        self._last_door_status = None
 
     # ----- start and stop -------------------------------------------------
 
@@ -243,18 +174,35 @@ class DoorDaemon:
             snap=snap,
         )
         if not snap.trusted:
+            self.record("clock_untrusted", detail=self._clock_detail(snap), snap=snap)
+        if self.english_only:
+            log.error("no CJK font: the screens show English only; see `kiosk doctor`")
             self.record(
-                "clock_untrusted", detail={"wall": snap.wall, "floor": snap.floor}, snap=snap
+                "display_degraded",
+                detail={"problem": "no_cjk_font", "fix": "install fonts-wqy-microhei"},
+                snap=snap,
             )
         self.board.start(self.post)
         if self.board.door_is_open():
-            self.machine.handle("door_open", self.clock.monotonic())
-            self.record("door_forced", detail={"at_start": True})
+            actions = self.machine.door(self.clock.monotonic(), True)
+            if actions:
+                self.effects.apply(self._at_start(actions))
         self._update_mode()
         self._write_door_status()
         self._refresh_status()
         self._render()
         self.notifier.ready("taking codes")
+
+    @staticmethod
+    def _at_start(actions: tuple[Any, ...]) -> tuple[Any, ...]:
+        from kiosk.door import Record
+
+        return tuple(
+            Record(a.type, a.order_id, (*a.detail, ("at_start", True)))
+            if isinstance(a, Record) and a.type == "door_forced"
+            else a
+            for a in actions
+        )
 
     def shutdown(self) -> None:
         self.notifier.stopping()
@@ -318,23 +266,23 @@ class DoorDaemon:
         mono = self.clock.monotonic()
         self.notifier.watchdog(mono)
         for _event, actions in self.machine.tick(mono):
-            self._act(actions)
+            self.effects.apply(actions)
         if self.machine.holding:
             self.board.lock.energize(self.cfg.lock.release_s)  # renew the lease
         self.entry.expire(mono)
         if (
-            self.lang != self.cfg.display.language
+            self.lang != self._home_lang()
             and mono - self.lang_changed_at > LANGUAGE_REVERT_S
             and not self.entry.digits
         ):
-            self.lang = self.cfg.display.language
+            self.lang = self._home_lang()
         if mono >= self._next["sync"]:
             self._next["sync"] = mono + 60.0
             self._check_clock()
             self._update_mode()
         if not self.store_ok and mono >= self._next["store"]:
             self._next["store"] = mono + STORE_RETRY_S
-            self._retry_store()
+            self.effects.retry()
         if self.store_ok and mono >= self._next["cmd"]:
             self._next["cmd"] = mono + COMMAND_POLL_S
             self._run_commands()
@@ -352,6 +300,9 @@ class DoorDaemon:
 
     # ----- keypad -----------------------------------------------------------
 
+    def _home_lang(self) -> str:
+        return "en" if self.english_only else self.cfg.display.language
+
     def _key(self, key: str) -> None:
         mono = self.clock.monotonic()
         what, submitted = self.entry.press(key, mono)
@@ -364,13 +315,15 @@ class DoorDaemon:
             self._submit(submitted)
 
     def _toggle_language(self) -> None:
+        if self.english_only:
+            return  # no font for the other language
         self.lang = "en" if self.lang == "zh" else "zh"
         self.lang_changed_at = self.clock.monotonic()
         self.overlay = None
 
     def _submit(self, entry: str) -> None:
         if not entry and self.day and self.cfg.schedule.day_mode == "free_entry":
-            self._unlock("free_entry")
+            self._unlock(Entrant("free_entry"))
             return
         if not entry:
             return
@@ -381,7 +334,7 @@ class DoorDaemon:
         try:
             decision = self.engine.check(entry, snap)
         except StoreError as exc:
-            self._store_failed(exc)
+            self.effects.store_failed(exc)
             self._refuse(Decision(False, "out_of_service"))
             return
         if not decision.ok:
@@ -391,12 +344,12 @@ class DoorDaemon:
 
     def _refuse(self, decision: Decision, snap: ClockSnapshot | None = None) -> None:
         detail: dict[str, Any] = {"reason": decision.reason}
-        order_id = decision.order_id  # only known when the code itself was right
         if decision.reason == "throttled":
             detail["wait_s"] = round(decision.wait_s)
             self.record("throttled", detail=detail, snap=snap)
         elif decision.reason != "out_of_service":
-            self.record("code_rejected", order_id=order_id, detail=detail, snap=snap)
+            # order_id only when the code itself was right (a status refusal)
+            self.record("code_rejected", order_id=decision.order_id, detail=detail, snap=snap)
         else:
             self.record("code_rejected", detail=detail, snap=snap)
             self.board.buzzer.play("alarm")
@@ -414,16 +367,20 @@ class DoorDaemon:
                 reason=decision.reason,
                 collected_at=collected_at,
                 seconds_left=int(decision.wait_s + 0.999),
+                expected=self._expected(),
             ),
             REFUSED_SCREEN_S,
         )
 
     def _accept(self, decision: Decision, snap: ClockSnapshot) -> None:
+        """One durable commit (step used, code accepted, door unlocked), then the relay."""
         order = decision.order
         assert order is not None
+        entrant = Entrant("code", order.order_id, decision.reentry)
+        saved = self.machine.checkpoint()
         try:
-            with self.audit.batch():  # audit before action, in one commit
-                if not self.engine.mark_used(decision, snap.now):
+            with self.audit.batch():
+                if not self.engine.commit(decision, snap.now):
                     raise _Replayed
                 self.audit.record(
                     "code_accepted",
@@ -432,149 +389,113 @@ class DoorDaemon:
                     detail={
                         "kind": "backup" if decision.step == BACKUP_STEP else "totp",
                         "reentry": decision.reentry,
+                        "full": decision.full,
                     },
                 )
-                self.audit.record(
-                    "door_unlocked", snap, order_id=order.order_id, detail={"by": "code"}
-                )
+                actions = self.machine.unlock(self.clock.monotonic(), entrant) or ()
+                self.effects.write(actions, snap)
         except _Replayed:
-            self._refuse(Decision(False, "replayed", order=order), snap)
+            self.machine.restore(saved)
+            reason = "backup_used" if decision.step == BACKUP_STEP else "replayed"
+            self._refuse(Decision(False, reason, order=order), snap)
             return
         except StoreError as exc:
-            self._store_failed(exc)
+            self.machine.restore(saved)
+            self.effects.store_failed(exc)
             self._refuse(Decision(False, "out_of_service"))
             return
-        actions = self.machine.handle("unlock", self.clock.monotonic())
-        if actions is not None:
-            self._act(actions)
-        if not decision.reentry and self.machine.state in (UNLOCKED, OPEN, HELD):
-            # collected when the door closes behind the customer (it may be open already)
-            self.machine.collect_order = order.order_id
+        # Committed: from here nothing may stop the door cycle (docs/design.md, rule 1).
+        self.effects.perform(actions)
         self.board.buzzer.play("accepted")
-        self._show(self._accepted_screen(order, decision.reentry), self.cfg.lock.release_s)
+        self.overlay = None
+        try:
+            self.visit = self._visit_screen(order, decision.reentry)
+        except Exception:
+            log.exception("building the accepted screen failed; showing a plain one")
+            self.visit = fallback("accepted", self.lang)
 
-    def _accepted_screen(self, order: OrderRow, reentry: bool) -> Screen:
+    def _visit_screen(self, order: OrderRow, reentry: bool) -> Screen:
         customer = order.doc.get("customer") or {}
         items = tuple(
-            Item(str(i.get("name", "")), float(i.get("qty", 1)), str(i.get("unit", "")))
+            Item(str(i.get("name", ""))[:64], float(i.get("qty", 1)), str(i.get("unit", ""))[:16])
             for i in (order.doc.get("items") or [])[:6]
             if isinstance(i, dict)
         )
         return Screen(
             kind="accepted",
-            slot=order.slot or "—",
+            slot=(order.slot or "—")[:16],
             items=items,
-            customer=mask_name(str(customer.get("name") or "")),
-            seconds_left=int(self.cfg.lock.release_s),
+            customer=mask_name(str(customer.get("name") or "")[:64]),
             reentry=reentry,
         )
 
+    def _expected(self) -> int:
+        return self.engine.width + self.engine.short
+
     # ----- door, exit, commands -------------------------------------------
 
-    def _unlock(self, by: str, **detail: Any) -> bool:
+    def _unlock(self, entrant: Entrant) -> bool:
         """Open for someone not identified by a code (exit, owner, free entry)."""
-        if (self.machine.state, "unlock") not in TRANSITIONS:
+        saved = self.machine.checkpoint()
+        actions = self.machine.unlock(self.clock.monotonic(), entrant)
+        if not actions:
             return False  # the door is open or held open by day mode: nothing to do
-        recorded = self.record("door_unlocked", detail={"by": by, **detail})
-        if not recorded and by != "exit":
-            return False  # audit before action; only the exit button overrides
-        actions = self.machine.handle("unlock", self.clock.monotonic())
-        if actions is None:
+        # audit before action; only the exit button overrides an unwritable store
+        if not self.effects.apply(actions, must_record=entrant.by != "exit"):
+            self.machine.restore(saved)
             return False
-        self._act(actions)
-        if by != "exit":
+        if entrant.by != "exit":
             self.board.buzzer.play("accepted")
-        self._show(Screen(kind="door_released"), self.cfg.lock.release_s)
+        self.overlay = None
         return True
 
     def _exit(self) -> None:
         self.record("exit_pressed")
-        self._unlock("exit")
+        self._unlock(Entrant("exit"))
 
     def _door(self, is_open: bool) -> None:
-        actions = self.machine.handle(
-            "door_open" if is_open else "door_close", self.clock.monotonic()
-        )
+        actions = self.machine.door(self.clock.monotonic(), is_open)
         if actions is not None:
-            self._act(actions)
-
-    def _act(self, actions: tuple[str, ...]) -> None:
-        for action in actions:
-            if action == "energize":
-                self.board.lock.energize(self.cfg.lock.release_s)
-                self.board.led.set("unlocked")
-            elif action == "hold":
-                self.board.lock.energize(self.cfg.lock.release_s)
-            elif action == "release":
-                self.board.lock.release()
-                self.board.led.set("idle" if self.store_ok else "fault")
-            elif action == "alarm":
-                self.board.buzzer.play("alarm")
-                self.board.led.set("alarm")
-            elif action == "alarm_off":
-                self.board.led.set("idle" if self.store_ok else "fault")
-            elif action == "collect":
-                self._collect()
-            elif action.startswith("record:"):
-                type_ = action.split(":", 1)[1]
-                detail: dict[str, Any] = {}
-                if type_ == "mode_changed":
-                    detail["mode"] = "day" if self.day else "night"
-                if type_ == "door_held_open":
-                    detail["held_s"] = self.cfg.lock.held_open_s
-                self.record(
-                    type_,
-                    order_id=self.machine.collect_order
-                    if type_ in ("door_opened", "door_closed")
-                    else None,
-                    detail=detail,
-                )
-
-    def _collect(self) -> None:
-        order_id, self.machine.collect_order = self.machine.collect_order, None
-        if order_id is None:
-            return
-        snap = self.snap()
-        try:
-            with self.store.atomic():
-                order = self.store.get_order(order_id)
-                if order is not None and order.status != "collected":
-                    self.store.put_order(
-                        OrderRow(
-                            **{
-                                **order.__dict__,
-                                "status": "collected",
-                                "collected_at": snap.now,
-                                "collected_locally": True,
-                                "updated_at": snap.now,
-                            }
-                        )
-                    )
-                self.audit.record("order_collected", snap, order_id=order_id)
-        except StoreError as exc:
-            self._store_failed(exc)
-            self.backlog.append(_Pending("order_collected", snap, order_id, {}))
+            self.effects.apply(actions)
+            if not is_open and self.machine.state is State.LOCKED:
+                self.visit = None
 
     def _run_commands(self) -> None:
         try:
             pending = self.store.pending_door_commands()
         except StoreError as exc:
-            self._store_failed(exc)
+            self.effects.store_failed(exc)
             return
         for cmd in pending:
-            snap = self.snap()
             if cmd["cmd"] != "unlock":
                 continue
-            if cmd["expires_at"] is not None and snap.now >= cmd["expires_at"]:
-                self.store.finish_command(
-                    cmd["cmd_id"], "failed", "expired before the door could act on it"
-                )
-                continue
-            ok = self._unlock("command", cmd_id=cmd["cmd_id"])
-            error = "" if ok else "the door is already open or the store is not writable"
-            self.store.finish_command(cmd["cmd_id"], "done" if ok else "failed", error)
+            try:
+                self._run_unlock(cmd)
+            except StoreError as exc:
+                self.effects.store_failed(exc)
+                return
+
+    def _run_unlock(self, cmd: dict[str, Any]) -> None:
+        snap = self.snap()
+        if cmd["expires_at"] is not None and snap.expiry_now >= cmd["expires_at"]:
+            self.store.finish_command(
+                cmd["cmd_id"], "failed", "expired before the door could act on it"
+            )
+            return
+        args = _args(cmd.get("args"))
+        detail: list[tuple[str, Any]] = [("cmd_id", cmd["cmd_id"])]
+        for key in ("reason", "account"):
+            if isinstance(args.get(key), str) and args[key]:
+                detail.append((key, args[key][:200]))
+        ok = self._unlock(Entrant("command", detail=tuple(detail)))
+        error = "" if ok else "the door is already open or the store is not writable"
+        self.store.finish_command(cmd["cmd_id"], "done" if ok else "failed", error)
 
     # ----- periodic ---------------------------------------------------------
+
+    @staticmethod
+    def _clock_detail(snap: ClockSnapshot) -> dict[str, Any]:
+        return {"wall": round(snap.wall, 3), "floor": round(snap.floor, 3)}
 
     def _check_clock(self) -> None:
         assert self.synced is not None
@@ -594,7 +515,7 @@ class DoorDaemon:
             self.clock_trusted = snap.trusted
             self.record(
                 "clock_trusted" if snap.trusted else "clock_untrusted",
-                detail={"wall": snap.wall, "floor": snap.floor},
+                detail=self._clock_detail(snap),
                 snap=snap,
             )
 
@@ -602,7 +523,7 @@ class DoorDaemon:
         try:
             self.store.save_clock_floor(self.tclock.evidence())
         except StoreError as exc:
-            self._store_failed(exc)
+            self.effects.store_failed(exc)
 
     def _purge(self) -> None:
         try:
@@ -612,7 +533,7 @@ class DoorDaemon:
                 event_retention_s=self.cfg.store.event_retention_days * 86400,
             )
         except StoreError as exc:
-            self._store_failed(exc)
+            self.effects.store_failed(exc)
             return
         if any(counts.values()):
             log.info(
@@ -639,11 +560,10 @@ class DoorDaemon:
         if day == self.day:
             return
         self.day = day
-        mono = self.clock.monotonic()
         if sched.day_mode == "unlocked":
-            actions = self.machine.handle("day_start" if day else "day_end", mono)
+            actions = self.machine.day(self.clock.monotonic(), day)
             if actions is not None:
-                self._act(actions)
+                self.effects.apply(actions)
                 return
         self.record("mode_changed", detail={"mode": "day" if day else "night"})
 
@@ -665,16 +585,17 @@ class DoorDaemon:
             door=self.machine.door_state,
             lock="locked" if force_locked else self.machine.lock_state,
             mode="day" if self.day else "night",
-            alarms=tuple(sorted(self.alarms)),
+            alarms=tuple(
+                sorted(self.alarms | ({"store_unwritable"} if not self.store_ok else set()))
+            ),
         )
-        text = json.dumps(status.as_dict(), sort_keys=True)
-        if text == self._last_door_status or not self.store_ok:
+        if status == self._last_door_status or not self.store_ok:
             return
         try:
             self.store.set_door_status(status)
-            self._last_door_status = text
+            self._last_door_status = status
         except StoreError as exc:
-            self._store_failed(exc)
+            self.effects.store_failed(exc)
 
     # ----- screens ------------------------------------------------------------
 
@@ -682,62 +603,71 @@ class DoorDaemon:
         self.overlay = screen
         self.overlay_until = self.clock.monotonic() + seconds
 
-    def screen(self) -> Screen:
-        """The screen for this instant, from the state (pure given the state)."""
+    def view(self) -> DoorView:
+        """The state the screen is composed from."""
         mono = self.clock.monotonic()
-        common: dict[str, Any] = {"lang": self.lang, "status": self.status}
-        if not self.store_ok:
-            return Screen(kind="out_of_service", contact=self.cfg.site.contact, **common)
-        if self.machine.state == HELD:
-            since = self.machine.open_since or mono
-            return Screen(kind="close_door", seconds_left=int(mono - since), **common)
-        if self.overlay is not None and mono < self.overlay_until:
-            left = max(0, int(self.overlay_until - mono + 0.999))
-            ov = self.overlay
-            if ov.kind == "refused" and ov.reason == "throttled":
-                left = ov.seconds_left
-            elif ov.kind == "refused":
-                left = 0
-            return Screen(
-                **{**ov.__dict__, **common, "seconds_left": left, "contact": self.cfg.site.contact}
-            )
-        if self.entry.digits:
-            return Screen(
-                kind="typing",
-                typed=len(self.entry.digits),
-                expected=self.engine.valid_lengths()[0],
-                **common,
-            )
-        if self.day and self.cfg.schedule.day_mode != "off":
-            return Screen(
-                kind="day_open",
-                day_mode=self.cfg.schedule.day_mode,
-                site_name=self.cfg.site.name,
-                contact=self.cfg.site.contact,
-                **common,
-            )
-        return Screen(
-            kind="idle",
+        m = self.machine
+        return DoorView(
+            lang=self.lang,
+            status=self.status,
             site_name=self.cfg.site.name,
             contact=self.cfg.site.contact,
             clock_text=self._local(self.snap().now).strftime("%H:%M"),
+            store_ok=self.store_ok,
+            door=m.state,
+            entrant=m.entrant.by if m.entrant else None,
+            unlock_left=m.unlock_left(mono),
+            open_for=m.open_for(mono),
+            visit=self.visit,
+            overlay=self.overlay,
+            overlay_left=max(0.0, self.overlay_until - mono) if self.overlay else 0.0,
+            typed=len(self.entry.digits),
+            expected=self._expected(),
+            day=self.day,
             day_mode=self.cfg.schedule.day_mode,
-            **common,
         )
+
+    def screen(self) -> Screen:
+        """The screen for this instant, from the state."""
+        try:
+            return compose(self.view())
+        except Exception:
+            log.exception("composing the screen failed; showing a plain one")
+            return fallback("idle", self.lang)
 
     def _render(self) -> None:
         screen = self.screen()
         if screen == self.last_screen:
             return
         self.last_screen = screen
-        if self.display is not None:
-            self.display.show(screen)
-        for sink in self.screen_sinks:
-            sink(screen)
+        try:
+            if self.display is not None:
+                self.display.show(screen)
+            for sink in self.screen_sinks:
+                sink(screen)
+        except Exception:
+            # A screen that cannot be drawn must not stop the door: the relay,
+            # the timers and the records go on, and a plain screen of the same
+            # kind stands in.
+            log.exception("drawing the %s screen failed; showing a plain one", screen.kind)
+            plain = fallback(screen.kind, self.lang)
+            try:
+                if self.display is not None:
+                    self.display.show(plain)
+            except Exception:
+                log.exception("drawing the plain %s screen failed too", screen.kind)
 
 
-class _Replayed(Exception):
-    pass
+def _args(raw: Any) -> dict[str, Any]:
+    import json
+
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _version() -> str:

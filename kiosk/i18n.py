@@ -210,7 +210,7 @@ def _refusal(cat: Catalog, screen: Screen, contact: str) -> tuple[str, list[Line
         title = cat.text(f"{base}.title_plain")
     else:
         title = cat.text(f"{base}.title", collected_at=screen.collected_at)
-    if reason in ("clock_untrusted", "out_of_service"):
+    if reason in ("clock_untrusted", "out_of_service", "backup_used"):
         nxt = _with_contact(cat, f"{base}.next", contact)
     elif reason == "bad_length":
         nxt = (
@@ -220,12 +220,14 @@ def _refusal(cat: Catalog, screen: Screen, contact: str) -> tuple[str, list[Line
         )
     elif reason == "throttled":
         nxt = cat.text(f"{base}.next", wait=format_duration(cat, screen.seconds_left))
+    elif reason == "full_code_needed" and screen.seconds_left > 0:
+        nxt = cat.text(f"{base}.next_wait", wait=format_duration(cat, screen.seconds_left))
     else:
         nxt = cat.text(f"{base}.next")
     lines = [Line("next", nxt)]
     if reason == "out_of_service":
         lines.append(Line("body", cat.text("out_of_service.exit")))
-    elif contact and reason not in ("clock_untrusted",):
+    elif contact and reason not in ("clock_untrusted", "backup_used"):
         lines.append(Line("small", cat.text("common.help_contact", contact=contact)))
     return title, lines
 
@@ -288,6 +290,22 @@ def screen_text(screen: Screen, *, site_name: str = "", contact: str = "") -> Sc
             Line("big", cat.text("door_released.body")),
             Line("hint", cat.text("door_released.hint")),
         ]
+        if screen.seconds_left > 0:
+            left = format_duration(cat, screen.seconds_left)
+            lines.append(Line("hint", cat.text("door_released.countdown", seconds=left)))
+    elif kind == "door_open":
+        tone = "ok"
+        band = cat.text("door_open.band")
+        lines = [Line("big", cat.text("door_open.body"))]
+        if screen.slot and screen.slot != "—":
+            lines.append(Line("next", cat.text("door_open.slot", slot=screen.slot)))
+    elif kind == "exit_open":
+        band = cat.text("exit_open.band")
+        lines = [Line("big", cat.text("exit_open.body"))]
+    elif kind == "forced":
+        tone = "error"
+        band = cat.text("forced.band")
+        lines = [Line("big", cat.text("forced.hint")), Line("body", cat.text("forced.body"))]
     elif kind == "close_door":
         tone = "warn"
         band = cat.text("close_door.band")

@@ -1,15 +1,22 @@
-"""What the shelf display shows: screen models, pure data.
+"""What the shelf display shows: screen models and which one is current, pure.
 
-The door daemon decides which screen is current; ``hardware.display``
-draws it (pygame) and ``render_text`` gives a plain-text rendering for the
-terminal and logs. No text here is final wording: every human string comes
-from the message catalogs (``kiosk.i18n``) keyed by ``kind`` and
-``reason``.
+:func:`compose` turns the door daemon's state (a :class:`DoorView`) into the
+:class:`Screen` of this instant, so the screen follows the door: the idle
+screen only while the door is closed and locked, its own screen for a door
+opened after a code, opened from inside, forced or held open.
+``hardware.display`` draws a screen (pygame) and ``kiosk.i18n.render_text``
+gives a plain-text rendering for the terminal and logs. No text here is
+final wording: every human string comes from the message catalogs
+(``kiosk.i18n``) keyed by ``kind`` and ``reason``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
+
+from kiosk.door import State
 
 # Refusal reasons: one per failure of the code engine, plus the door's own.
 REASONS = (
@@ -17,6 +24,8 @@ REASONS = (
     "unknown_number",  # no active order has this pickup number
     "wrong_code",  # the one-time value does not match
     "replayed",  # this code was already used
+    "backup_used",  # this order's backup code was already used (it never changes)
+    "full_code_needed",  # many wrong tries tonight: type all 8 digits of the code
     "not_paid",  # status pending_payment
     "not_ready",  # status paid: not on the shelf yet
     "cancelled",
@@ -56,7 +65,12 @@ class Screen:
       ``seconds_left`` of the unlock, ``reentry`` for a second entry.
     - ``refused``: ``reason`` (see REASONS), ``collected_at`` ("01:23") for
       already_collected, ``seconds_left`` for throttled.
-    - ``door_released``: unlocked by the exit button or the owner.
+    - ``door_released``: unlocked by the owner or free entry, still closed;
+      ``seconds_left`` of the unlock.
+    - ``door_open``: open after a code or an unlock: take your goods and close
+      the door behind you; ``slot`` when a customer's code opened it.
+    - ``exit_open``: unlocked or opened by the inside exit button.
+    - ``forced``: the door was opened while locked: the alarm screen.
     - ``close_door``: the door has been open too long; ``seconds_left`` is how
       long it has been open.
     - ``out_of_service``: the store cannot be written; exit still works.
@@ -88,6 +102,9 @@ KINDS = (
     "accepted",
     "refused",
     "door_released",
+    "door_open",
+    "exit_open",
+    "forced",
     "close_door",
     "out_of_service",
     "day_open",
@@ -106,3 +123,76 @@ def mask_name(name: str) -> str:
     if len(name) == 2:
         return name[0] + "*"
     return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+@dataclass(frozen=True)
+class DoorView:
+    """What :func:`compose` needs to know of the door daemon at one instant."""
+
+    lang: str
+    status: StatusCorner
+    site_name: str = ""
+    contact: str = ""
+    clock_text: str = ""
+    store_ok: bool = True
+    door: State = State.LOCKED
+    entrant: str | None = None  # who the door was unlocked for (Entrant.by)
+    unlock_left: float = 0.0
+    open_for: float = 0.0
+    visit: Screen | None = None  # the accepted customer's screen (slot, items, name)
+    overlay: Screen | None = None  # a refusal, shown for a few seconds
+    overlay_left: float = 0.0
+    typed: int = 0
+    expected: int = 0
+    day: bool = False
+    day_mode: str = "off"
+
+
+def _secs(x: float) -> int:
+    return max(0, int(x + 0.999))
+
+
+def compose(v: DoorView) -> Screen:
+    """The screen for this instant; total (never raises for any view)."""
+
+    def mk(kind: str, **kw: Any) -> Screen:
+        return dataclasses.replace(
+            Screen(kind=kind, lang=v.lang, status=v.status, contact=v.contact), **kw
+        )
+
+    if not v.store_ok:
+        return mk("out_of_service")
+    if v.door is State.HELD:
+        return mk("close_door", seconds_left=int(v.open_for))
+    if v.door is State.FORCED:
+        return mk("forced")
+    if v.overlay is not None and v.overlay_left > 0:
+        keep = ("throttled", "full_code_needed")
+        left = v.overlay.seconds_left if v.overlay.reason in keep else 0
+        return dataclasses.replace(
+            v.overlay, seconds_left=left, lang=v.lang, status=v.status, contact=v.contact
+        )
+    if v.typed:
+        return mk("typing", typed=v.typed, expected=v.expected)
+    visit = v.visit if v.entrant == "code" else None
+    if v.door is State.UNLOCKED:
+        left = _secs(v.unlock_left)
+        if v.entrant == "exit":
+            return mk("exit_open", seconds_left=left)
+        if visit is not None:
+            return dataclasses.replace(
+                visit, seconds_left=left, lang=v.lang, status=v.status, contact=v.contact
+            )
+        return mk("door_released", seconds_left=left)
+    if v.door is State.OPEN:
+        if v.entrant == "exit":
+            return mk("exit_open")
+        return mk("door_open", slot=visit.slot if visit else "")
+    if v.door in (State.DAY, State.DAY_OPEN) or (v.day and v.day_mode != "off"):
+        return mk("day_open", day_mode=v.day_mode, site_name=v.site_name)
+    return mk("idle", site_name=v.site_name, clock_text=v.clock_text, day_mode=v.day_mode)
+
+
+def fallback(kind: str, lang: str = "en") -> Screen:
+    """A plain screen of ``kind`` with no data, for when building the real one failed."""
+    return Screen(kind=kind if kind in KINDS else "idle", lang=lang)

@@ -1,16 +1,24 @@
 """Failed-entry throttling, persisted in the store so it survives restarts.
 
-Two limits, both needed (RFC 4226 section 7.3, NIST SP 800-63B):
+Limits (RFC 4226 section 7.3, NIST SP 800-63B), in two tiers by how much of
+the code was typed:
 
-- per pickup number: ``number_free_failures`` failures in a row are free (a
-  customer who mistypes twice still gets in at the third try), then each
-  further attempt waits ``number_base_s`` doubling up to ``number_max_s``;
-  a success clears it, and so does a quiet day.
-- for the keypad as a whole: a token bucket of ``keypad_burst`` failures,
-  refilled by one every ``keypad_refill_s``. It bounds guesses spread over
-  many pickup numbers, and so the chance of a random guess getting in
-  (``kiosk security``). A vandal can exhaust it and make customers wait;
-  the owner sees ``throttled`` events and can unlock remotely.
+- **short entries** (the usual: pickup number + the last 6 digits of the
+  code): ``number_free_failures`` failures in a row per pickup number are
+  free (a customer who mistypes twice still gets in at the third try), then
+  each further attempt waits ``number_base_s`` doubling up to
+  ``number_max_s``; and for the keypad as a whole a token bucket of
+  ``keypad_burst`` failures refilled by one every ``keypad_refill_s``.
+- **full entries** (pickup number + all 8 digits): a bucket of its own,
+  ``full_code_burst`` refilled every ``full_code_refill_s``, and no
+  per-number wait. A full guess is 100 times less likely to succeed, so this
+  tier can refill every few minutes at the same guessing bound.
+
+When the short tier is spent (a vandal typed garbage, or someone guessed at
+one pickup number), a customer whose order has an 8-digit code is asked for
+all 8 digits instead of being told to wait an hour. ``kiosk security``
+computes both the guessing bound and how long a vandal can keep customers
+out (docs/protocol.md, "Throttling").
 
 Time is the trusted clock's ``now`` (never moves back), passed in.
 """
@@ -23,6 +31,7 @@ from kiosk.config import ThrottleConfig
 from kiosk.store import Store, ThrottleRow
 
 KEYPAD = "keypad"
+FULL = "keypad_full"
 NUMBER_DECAY_S = 86400.0
 
 
@@ -34,7 +43,7 @@ def _number_key(pickup_no: str) -> str:
 class Verdict:
     allowed: bool
     wait_s: float
-    scope: str = ""  # "keypad" or "number" when not allowed
+    scope: str = ""  # "keypad", "full" or "number" when not allowed
 
 
 class Throttle:
@@ -42,22 +51,35 @@ class Throttle:
         self.store = store
         self.cfg = cfg
 
-    def _bucket(self, now: float) -> float:
-        row = self.store.get_throttle(KEYPAD)
+    def _bucket(self, key: str, now: float) -> float:
+        burst, refill = self._params(key)
+        row = self.store.get_throttle(key)
         if row is None:
-            return float(self.cfg.keypad_burst)
+            return float(burst)
         elapsed = max(0.0, now - row.updated)
-        return min(float(self.cfg.keypad_burst), row.tokens + elapsed / self.cfg.keypad_refill_s)
+        return min(float(burst), row.tokens + elapsed / refill)
 
-    def check(self, pickup_no: str, now: float) -> Verdict:
-        """May an entry for this pickup number be checked now?"""
-        tokens = self._bucket(now)
+    def _params(self, key: str) -> tuple[int, float]:
+        if key == FULL:
+            return self.cfg.full_code_burst, self.cfg.full_code_refill_s
+        return self.cfg.keypad_burst, self.cfg.keypad_refill_s
+
+    def check(self, pickup_no: str, now: float, *, full: bool = False) -> Verdict:
+        """May an entry for this pickup number (of this tier) be checked now?"""
+        key = FULL if full else KEYPAD
+        tokens = self._bucket(key, now)
         if tokens < 1.0:
-            return Verdict(False, (1.0 - tokens) * self.cfg.keypad_refill_s, KEYPAD)
+            return Verdict(False, (1.0 - tokens) * self._params(key)[1], "full" if full else KEYPAD)
+        if full:
+            return Verdict(True, 0.0)
         row = self.store.get_throttle(_number_key(pickup_no))
         if row is not None and now < row.until:
             return Verdict(False, row.until - now, "number")
         return Verdict(True, 0.0)
+
+    def full_tier_open(self, now: float) -> bool:
+        """Whether a full (8-digit) entry could be checked now."""
+        return self._bucket(FULL, now) >= 1.0
 
     def number_delay(self, failures: int) -> float:
         """Wait imposed after ``failures`` consecutive failures on one number."""
@@ -66,15 +88,16 @@ class Throttle:
             return 0.0
         return float(min(self.cfg.number_max_s, self.cfg.number_base_s * (2.0 ** min(extra, 30))))
 
-    def failure(self, pickup_no: str | None, now: float) -> None:
+    def failure(self, pickup_no: str | None, now: float, *, full: bool = False) -> None:
         """Count a failed entry (one transaction)."""
+        key = FULL if full else KEYPAD
         with self.store.atomic():
-            tokens = self._bucket(now)
-            self.store.put_throttle(ThrottleRow(KEYPAD, 0, max(0.0, tokens - 1.0), 0.0, now))
-            if pickup_no is None:
+            tokens = self._bucket(key, now)
+            self.store.put_throttle(ThrottleRow(key, 0, max(0.0, tokens - 1.0), 0.0, now))
+            if pickup_no is None or full:
                 return
-            key = _number_key(pickup_no)
-            row = self.store.get_throttle(key)
+            nkey = _number_key(pickup_no)
+            row = self.store.get_throttle(nkey)
             failures = 1
             # The count only decays after a quiet day, longer than any night, so
             # waiting never buys an attacker a fresh set of free tries within the
@@ -82,8 +105,9 @@ class Throttle:
             if row is not None and now - row.updated < NUMBER_DECAY_S:
                 failures = row.failures + 1
             self.store.put_throttle(
-                ThrottleRow(key, failures, 0.0, now + self.number_delay(failures), now)
+                ThrottleRow(nkey, failures, 0.0, now + self.number_delay(failures), now)
             )
 
     def success(self, pickup_no: str) -> None:
+        """A right code clears its number's count (inside the caller's transaction)."""
         self.store.clear_throttle(_number_key(pickup_no))

@@ -71,7 +71,7 @@ def test_replay_in_the_same_step_is_refused_even_after_restart(w: World) -> None
     doc = w.add()
     c = code(doc, w.clock.wall())
     d = w.engine.check(c, w.snap())
-    assert d.ok and w.engine.mark_used(d, w.clock.wall())
+    assert d.ok and w.engine.commit(d, w.clock.wall())
     w2 = World(w.path, clock=w.clock)  # a restart: same file, new objects
     again = w2.engine.check(c, w2.snap())
     assert not again.ok and again.reason == "replayed"
@@ -84,8 +84,9 @@ def test_backup_code_works_without_the_clock_and_once(w: World) -> None:
     w.tclock.set_synced(False)
     d = w.engine.check(backup, w.snap())
     assert d.ok and d.step == -1
-    w.engine.mark_used(d, w.clock.wall())
-    assert w.engine.check(backup, w.snap()).reason == "replayed"
+    w.engine.commit(d, w.clock.wall())
+    # its own advice: a backup code never changes
+    assert w.engine.check(backup, w.snap()).reason == "backup_used"
 
 
 def test_backup_code_refused_when_order_has_none(w: World) -> None:

@@ -179,7 +179,7 @@ def test_unlock_command_left_by_the_sync_agent(rig: Rig) -> None:
         received_at=now,
         expires_at=now + 60,
         state="pending",
-        args={"reason": "owner"},
+        args={"reason": "customer forgot to pay", "account": "lin"},
     )
     rig.w.store.record_command(
         "c-old", "unlock", received_at=now - 120, expires_at=now - 60, state="pending"
@@ -189,7 +189,13 @@ def test_unlock_command_left_by_the_sync_agent(rig: Rig) -> None:
     assert rig.w.store.get_command("c-1")["state"] == "done"
     assert rig.w.store.get_command("c-old")["state"] == "failed"  # stale never opens
     ev = rig.w.events("door_unlocked")
-    assert len(ev) == 1 and ev[0]["detail"] == {"by": "command", "cmd_id": "c-1"}
+    # the owner's reason and the console account reach the audit trail
+    assert len(ev) == 1 and ev[0]["detail"] == {
+        "by": "command",
+        "cmd_id": "c-1",
+        "reason": "customer forgot to pay",
+        "account": "lin",
+    }
 
 
 def test_language_toggle_with_star_on_empty_entry(rig: Rig) -> None:

@@ -1,4 +1,4 @@
-"""The computed guessing bound against a simulated attacker on the real engine."""
+"""The computed bounds against a simulated attacker and a simulated vandal on the real engine."""
 
 import random
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 from kiosk.clock import FakeClock
 from kiosk.codes import CodeEngine
 from kiosk.config import Config
-from kiosk.sample import new_secret
-from kiosk.security import bound
+from kiosk.security import bound, explain
 from kiosk.store import OrderRow
+from protocol.otp import hotp, new_secret
 from tests.kiosk.helpers import World
 
 
@@ -18,6 +18,11 @@ def test_default_policy_meets_the_design_target() -> None:
     r = bound(Config(), 500)
     assert r.p_night <= 1e-4
     assert r.guesses_per_night == r.keypad_attempts  # the keypad bucket is what binds
+    # a vandal who walks away keeps an 8-digit customer out at most 5 minutes
+    assert r.vandal_lockout_s <= 300
+    assert r.vandal_entries_per_hour >= 12
+    text = explain(r, Config())
+    assert "p_night = 9.42e-05" in text and "5 min with an 8-digit code" in text
 
 
 def test_small_sites_are_bound_by_the_per_number_backoff() -> None:
@@ -25,65 +30,146 @@ def test_small_sites_are_bound_by_the_per_number_backoff() -> None:
     assert r.guesses_per_night == r.attempts_per_number < r.keypad_attempts
 
 
-def attack_one_night(
-    tmp: Path, night: int, digits: int, orders: int, rng: random.Random
-) -> tuple[bool, int]:
-    """A patient attacker who knows the active pickup numbers guesses values
-    at random, as fast as the throttle lets them, for one night."""
-    w = World(tmp / f"night-{night}.db", clock=FakeClock(wall=1_780_000_000 + night * 86400))
-    w.engine = CodeEngine(w.store, w.cfg.codes, w.throttle, width=3, digits=(digits,))
-    numbers = [f"{i:03d}" for i in rng.sample(range(1000), orders)]
+def world(tmp: Path, name: str, night: int, short: int, full: int) -> World:
+    w = World(tmp / f"{name}-{night}.db", clock=FakeClock(wall=1_780_000_000 + night * 86400))
+    w.engine = CodeEngine(w.store, w.cfg.codes, w.throttle, width=3, short=short, full=full)
+    return w
+
+
+def add_orders(w: World, numbers: list[str], digits: int) -> list[OrderRow]:
+    rows = []
     with w.store.atomic():
         for i, no in enumerate(numbers):
-            w.store.put_order(
-                OrderRow(
-                    order_id=f"O-{i}",
-                    version=1,
-                    status="ready",
-                    pickup_no=no,
-                    slot="A1",
-                    issued_at=w.clock.wall(),
-                    expires_at=None,
-                    collected_at=None,
-                    collected_locally=False,
-                    otp_secret=new_secret(),
-                    otp_digits=digits,
-                    otp_period=30,
-                    backup_code=True,
-                    doc={},
-                    updated_at=w.clock.wall(),
-                )
+            row = OrderRow(
+                order_id=f"O-{i}",
+                version=1,
+                status="ready",
+                pickup_no=no,
+                slot="A1",
+                issued_at=w.clock.wall(),
+                expires_at=None,
+                collected_at=None,
+                collected_locally=False,
+                otp_secret=new_secret(),
+                otp_digits=digits,
+                otp_period=30,
+                backup_code=True,
+                doc={},
+                updated_at=w.clock.wall(),
             )
+            w.store.put_order(row)
+            rows.append(row)
+    return rows
+
+
+def attack_one_night(
+    tmp: Path, night: int, short: int, full: int, orders: int, rng: random.Random
+) -> tuple[bool, int, int]:
+    """A patient attacker who knows the active pickup numbers guesses values at
+    random, in both tiers, as fast as the throttle lets them, for one night.
+    Returns (got in, short guesses, full guesses)."""
+    w = world(tmp, "night", night, short, full)
+    numbers = [f"{i:03d}" for i in rng.sample(range(1000), orders)]
+    add_orders(w, numbers, full)
     end = w.clock.wall() + w.cfg.throttle.night_hours * 3600
-    attempts = 0
+    counts = {short: 0, full: 0}
     while w.clock.wall() < end:
-        entry = rng.choice(numbers) + f"{rng.randrange(10**digits):0{digits}d}"
-        d = w.engine.check(entry, w.snap())
-        if d.reason == "throttled":
-            w.clock.advance(d.wait_s + 0.001)
-            continue
-        attempts += 1
-        if d.ok:
-            return True, attempts
+        waits = []
+        for digits in (short, full):
+            entry = rng.choice(numbers) + f"{rng.randrange(10**digits):0{digits}d}"
+            d = w.engine.check(entry, w.snap())
+            if d.reason in ("throttled", "full_code_needed"):
+                waits.append(d.wait_s)
+                continue
+            counts[digits] += 1
+            if d.ok:
+                w.store.close()
+                return True, counts[short], counts[full]
+            break
+        else:
+            w.clock.advance(min(x for x in waits if x > 0) + 0.001 if any(waits) else 1.0)
     w.store.close()
-    return False, attempts
+    return False, counts[short], counts[full]
 
 
 @pytest.mark.slow
 def test_simulated_attacker_stays_within_the_bound(tmp_path: Path) -> None:
-    # Six-digit codes make success too rare to observe, so the attacker plays
-    # against two-digit codes on the same engine and throttle; the bound's
-    # formula is the same with D = 2.
-    rng = random.Random(20261125)
-    digits, orders, nights = 2, 20, 200
-    report = bound(Config(), orders, digits=digits)
-    results = [attack_one_night(tmp_path, n, digits, orders, rng) for n in range(nights)]
-    failed_nights = [a for ok, a in results if not ok]
-    # the attacker never got more guesses than the bound allows, and nearly all
-    # of them (the last token of the bucket arrives as the night ends)
-    assert failed_nights
-    assert report.guesses_per_night - 1 <= max(failed_nights) <= report.guesses_per_night
-    rate = sum(ok for ok, _ in results) / nights
+    # Six- and eight-digit codes make success too rare to observe, so the
+    # attacker plays against two- and four-digit ones on the same engine and
+    # throttle; the bound's formula is the same with D = 2 and 4.
+    rng = random.Random(20261201)
+    short, full, orders, nights = 2, 4, 20, 120
+    report = bound(Config(), orders, digits=short, full_digits=full)
+    results = [attack_one_night(tmp_path, n, short, full, orders, rng) for n in range(nights)]
+    failed = [(s, f) for ok, s, f in results if not ok]
+    # the attacker never got more guesses than the bound allows in either tier,
+    # and nearly all of them (the last tokens arrive as the night ends)
+    assert failed
+    assert report.guesses_per_night - 1 <= max(s for s, _ in failed) <= report.guesses_per_night
+    assert report.full_code_attempts - 1 <= max(f for _, f in failed) <= report.full_code_attempts
+    rate = sum(ok for ok, _, _ in results) / nights
     sigma = (report.p_night * (1 - report.p_night) / nights) ** 0.5
     assert rate <= report.p_night + 4 * sigma
     assert rate >= report.p_night / 3  # the bound is not vacuous
+
+
+def vandalize(w: World) -> int:
+    """Type garbage at made-up numbers until both tiers refuse; return entries typed."""
+    typed = 0
+    for i in range(10_000):
+        refused = 0
+        for digits in (6, 8):
+            d = w.engine.check(f"{100 + i % 800:03d}" + "1" * digits, w.snap())
+            if (d.reason == "throttled" and d.wait_s > 600) or (digits == 8 and not d.counted):
+                refused += 1
+            else:
+                typed += 1
+        if refused == 2:
+            return typed
+    raise AssertionError("the keypad never stopped the vandal")
+
+
+def test_a_vandal_who_walks_away_keeps_an_8_digit_customer_out_at_most_5_minutes(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path, "vandal", 0, 6, 8)
+    (order,) = add_orders(w, ["042"], 8)
+    vandalize(w)
+    report = bound(w.cfg, 1)
+
+    def short_code() -> str:
+        return "042" + hotp(order.otp_secret, int(w.clock.wall() // 30), 6)
+
+    def full_code() -> str:
+        return "042" + hotp(order.otp_secret, int(w.clock.wall() // 30), 8)
+
+    # right after the vandal: the customer's usual 6 digits are refused, with
+    # advice to type all 8 in a few minutes rather than to wait an hour
+    first = w.engine.check(short_code(), w.snap())
+    assert first.reason == "full_code_needed" and 0 < first.wait_s <= report.vandal_lockout_s
+    waited = 0.0
+    while not w.engine.check(full_code(), w.snap()).ok:
+        w.clock.advance(10)
+        waited += 10
+    assert waited <= report.vandal_lockout_s
+    # and the customer was told what to do, not to wait an hour
+    assert w.engine.check(short_code(), w.snap()).reason == "full_code_needed"
+
+
+def test_a_vandal_who_stays_must_keep_typing_all_night(tmp_path: Path) -> None:
+    w = world(tmp_path, "stay", 0, 6, 8)
+    (order,) = add_orders(w, ["042"], 8)
+    typed = vandalize(w)
+    night = w.cfg.throttle.night_hours * 3600
+    start = w.clock.wall()
+    # The vandal types one full garbage entry whenever a token has refilled; a
+    # customer trying every minute never gets in, but only at that price.
+    while w.clock.wall() - start < night:
+        w.clock.advance(60)
+        if w.throttle.full_tier_open(w.snap().now):
+            assert w.engine.check("999" + "1" * 8, w.snap()).counted
+            typed += 1
+        full = "042" + hotp(order.otp_secret, int(w.clock.wall() // 30), 8)
+        assert not w.engine.check(full, w.snap()).ok
+    report = bound(w.cfg, 1)
+    assert typed >= report.vandal_entries_per_hour * w.cfg.throttle.night_hours
