@@ -2,7 +2,7 @@
 
 Also: importing 10,000 signed orders through the same intake as
 ``kiosk orders import``. Prints p50/p99 and the ratio to the baseline in the
-same run (DESIGN.md: p99 <= 5 ms, at least 50x faster than the baseline).
+same run (docs/design.md: p99 <= 5 ms, at least 50x faster than the baseline).
 
     .venv/bin/python bench/bench_codes.py [--orders 10000] [--checks 2000]
 """

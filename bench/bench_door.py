@@ -1,4 +1,4 @@
-"""The door daemon's budgets on the simulated board (DESIGN.md "Budgets").
+"""The door daemon's budgets on the simulated board (docs/design.md, "Budgets").
 
 1. `#` pressed to relay energized, 10,000 active orders, p50/p99: the real
    DoorDaemon, the real gpiozero device code on mock pins; the time from the

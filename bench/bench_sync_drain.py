@@ -8,7 +8,7 @@ fresh store, then times, in alternating rounds on the same broker:
   - agent: the sync agent connects and drains the store's outbox (window
     mqtt.inflight = 50) until every event is marked acknowledged in SQLite.
 Before each agent round the events are marked unacknowledged again.
-DESIGN.md budget: agent <= 2 x bare.
+docs/design.md budget: agent <= 2 x bare.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ orders, then times, in alternating rounds on the same broker:
     retained messages (nothing else);
   - agent: the sync agent connects, subscribes, validates, verifies the
     Ed25519 signatures and stores all N (fresh SQLite file each round).
-DESIGN.md budget: agent <= 2 x bare.
+docs/design.md budget: agent <= 2 x bare.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ buzzer and status LED.
 
 Every device takes a ``pin_factory`` (gpiozero's pin seam), so the same code
 drives lgpio pins on a Pi and :class:`gpiozero.pins.mock.MockFactory` pins in
-tests and in the simulator (STYLE.md 1). Input callbacks run on gpiozero's
-threads; they only convert and hand over (STYLE.md 4).
+tests and in the simulator (docs/design.md). Input callbacks run on gpiozero's
+threads; they only convert and hand over (docs/design.md).
 
 What may escape: constructors raise gpiozero errors (``GPIOZeroError``
 subclasses, e.g. a pin already in use) or lgpio errors; ``Lock.energize``
@@ -65,7 +65,7 @@ class Lock:
       stops renewing, the door locks within ``max_s``.
     - A guard thread calls :meth:`poll` every ~25 ms on real time while the
       relay is energized, independently of the daemon's loop, so the relay is
-      released even if that loop stalls or dies (DESIGN.md rule 2).
+      released even if that loop stalls or dies (docs/design.md, rule 2).
     """
 
     def __init__(
@@ -339,6 +339,7 @@ class Buzzer:
 
     def __init__(self, pin: int, *, pin_factory: Any = None, notify: Notify | None = None) -> None:
         self._notify = notify
+        self._end: threading.Timer | None = None
         self._device: Any = DigitalOutputDevice(pin, initial_value=False, pin_factory=pin_factory)
 
     def play(self, pattern: str, *, wait: bool = False) -> None:
@@ -356,16 +357,35 @@ class Buzzer:
         if wait and n is None:
             raise ValueError(f"buzzer pattern {pattern!r} never ends; cannot wait for it")
         _notify(self._notify, f"buzzer {pattern}")
+        self._cancel_end()
         self._device.blink(on_time=on_s, off_time=off_s, n=n, background=not wait)
+        if n is not None and not wait and self._notify is not None:
+            # Say when a finite pattern ends, as its start was said.
+            self._end = threading.Timer((on_s + off_s) * n, self._ended)
+            self._end.daemon = True
+            self._end.start()
+
+    def _ended(self) -> None:
+        _notify(self._notify, "buzzer off")
+
+    def _cancel_end(self) -> None:
+        if self._end is not None:
+            self._end.cancel()
+            self._end = None
 
     def silence(self) -> None:
+        was_on = self.is_on or self._end is not None
+        self._cancel_end()
         self._device.off()
+        if was_on:
+            _notify(self._notify, "buzzer off")
 
     @property
     def is_on(self) -> bool:
         return bool(self._device.value)
 
     def close(self) -> None:
+        self._cancel_end()
         self._device.close()
 
 

@@ -471,6 +471,7 @@ class Display:
     """
 
     def __init__(self, renderer: Renderer, rotation: int, driver: str) -> None:
+        self.english_only = False  # drawn with a Latin-only font: English screens only
         self.renderer = renderer
         self.rotation = rotation
         self.driver = driver
@@ -542,16 +543,49 @@ def _no_font_message(explicit: str) -> str:
     )
 
 
-def open_display(cfg: DisplayConfig, *, site_name: str = "", contact: str = "") -> Display:
+def quiet_sdl_environment() -> None:
+    """Give SDL a private runtime folder when the session has none.
+
+    Without one SDL prints "XDG_RUNTIME_DIR is invalid or not set" at every
+    start (under systemd without a login session, or in a plain ssh shell).
+    """
+    current = os.environ.get("XDG_RUNTIME_DIR", "")
+    if current and os.path.isdir(current) and os.access(current, os.W_OK):
+        return
+    import tempfile
+
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pickup-kiosk-sdl-")
+
+
+def latin_font() -> Path:
+    """pygame's own font (always there): the English-only fallback."""
+    return Path(pygame.__file__).parent / pygame.freetype.get_default_font()
+
+
+def open_display(
+    cfg: DisplayConfig,
+    *,
+    site_name: str = "",
+    contact: str = "",
+    english_without_cjk: bool = False,
+) -> Display:
     """Open the shelf display as configured.
 
-    Raises DisplayError if no font with Chinese glyphs is found (the message
-    names the packages to install; checked before any window opens) or no
-    SDL video driver starts. Sets ``SDL_VIDEODRIVER`` to the driver it tries.
+    Without a font that has Chinese glyphs it raises DisplayError (the message
+    names the packages to install; checked before any window opens), unless
+    ``english_without_cjk``: then it draws English only with pygame's own font
+    and sets ``Display.english_only`` (the door must still open for codes;
+    the daemon records the alarm). Also raises DisplayError when no SDL
+    video driver starts. Sets ``SDL_VIDEODRIVER`` to the driver it tries.
     """
-    font = find_cjk_font(cfg.font)
-    if font is None:
+    found = find_cjk_font(cfg.font)
+    if found is None and not english_without_cjk:
         raise DisplayError(_no_font_message(cfg.font))
+    english_only = found is None
+    if found is None:
+        log.error("%s; drawing English only", _no_font_message(cfg.font))
+    font = found if found is not None else latin_font()
+    quiet_sdl_environment()
     flags = pygame.FULLSCREEN if cfg.fullscreen else 0
     problems: list[str] = []
     window: pygame.Surface | None = None
@@ -591,7 +625,9 @@ def open_display(cfg: DisplayConfig, *, site_name: str = "", contact: str = "") 
     logical = (ph, pw) if cfg.rotation in (90, 270) else (pw, ph)
     renderer = Renderer(font, logical, site_name=site_name, contact=contact)
     log.info("display: %s driver, %dx%d, rotation %d, font %s", chosen, pw, ph, cfg.rotation, font)
-    return Display(renderer, cfg.rotation, chosen)
+    display = Display(renderer, cfg.rotation, chosen)
+    display.english_only = english_only
+    return display
 
 
 # --- screenshots -----------------------------------------------------------------

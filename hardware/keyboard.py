@@ -9,7 +9,7 @@ On a terminal the stream is put in cbreak mode (keys arrive one at a time,
 Ctrl-C still raises SIGINT) and restored on :meth:`TerminalKeys.close` and
 at exit. Enter means '#', Backspace, Delete and Escape mean '*'; other escape
 sequences (arrow keys, function keys) are dropped whole. On a pipe or file,
-each character is one key and whitespace is skipped, as PROTOCOL.md asks.
+each character is one key and whitespace is skipped, as docs/protocol.md asks.
 End of input ends the reader thread and nothing else.
 
 Typed characters are never logged.
@@ -63,7 +63,7 @@ class TerminalKeys:
 
     ``stream`` may be text or binary, a terminal, a pipe, a file or an
     in-memory stream. ``on_char`` runs on the reader thread; it should only
-    convert and enqueue (STYLE.md 4). An exception from it is logged (without
+    convert and enqueue (docs/design.md). An exception from it is logged (without
     the character) and reading goes on.
     """
 

@@ -23,6 +23,7 @@ from kiosk.errors import ConfigError
 from protocol.keys import Keyring, parse_public_key
 
 DEFAULT_PATH = Path("/etc/pickup-kiosk/kiosk.toml")
+SERVICE_USER = "pickup-kiosk"
 ENV_VAR = "KIOSK_CONFIG"
 
 SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -70,7 +71,9 @@ def _pins(v: Any) -> str | None:
 
 @dataclass(frozen=True)
 class SiteConfig:
-    id: str = field(default="demo-site", metadata=_meta("the site slug of PROTOCOL.md", _site_slug))
+    id: str = field(
+        default="demo-site", metadata=_meta("the site slug of docs/protocol.md", _site_slug)
+    )
     name: str = field(default="", metadata=_meta("name shown on the idle screen"))
     contact: str = field(default="", metadata=_meta("owner's contact line shown on screens"))
     pickup_no_width: int = field(
@@ -372,56 +375,90 @@ def _coerce(src: str, key: str, tp: Any, value: Any, *, secret: bool = False) ->
     return tuple(items)
 
 
-def _build_section(src: str, name: str, cls: type[T], table: Any) -> T:
+def _build_section(
+    src: str, name: str, cls: type[T], table: Any, problems: list[str] | None = None
+) -> T:
+    """One section; with ``problems`` given, bad keys are noted there and left at
+    their defaults instead of raising (the doctor reports them all at once)."""
+
+    def bad(message: str) -> None:
+        if problems is None:
+            raise ConfigError(message)
+        problems.append(message)
+
     if not isinstance(table, dict):
-        raise ConfigError(f"{src}: [{name}] must be a table, not {type(table).__name__}")
+        bad(f"{src}: [{name}] must be a table, not {type(table).__name__}")
+        return cls()
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(
+            bad(
                 f"{src}: unknown key {name}.{key}{_did_you_mean(key, list(fields))}; "
                 f"[{name}] takes: {', '.join(fields)}"
             )
+            continue
         full = f"{name}.{key}"
         secret = bool(fields[key].metadata.get("secret"))
-        coerced = _coerce(src, full, hints[key], value, secret=secret)
+        try:
+            coerced = _coerce(src, full, hints[key], value, secret=secret)
+        except ConfigError as err:
+            bad(str(err))
+            continue
         check = fields[key].metadata.get("check")
         problem = check(coerced) if check else None
         if problem:
             shown = "(hidden)" if secret else repr(value)
-            raise ConfigError(f"{src}: {full} = {shown} is not valid: expected {problem}")
+            bad(f"{src}: {full} = {shown} is not valid: expected {problem}")
+            continue
         kwargs[key] = coerced
     return cls(**kwargs)
 
 
-def from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
-    """Validate a parsed TOML document into a Config (raises ConfigError)."""
+def from_mapping(
+    data: Mapping[str, Any], source: str = "<config>", problems: list[str] | None = None
+) -> Config:
+    """Validate a parsed TOML document into a Config.
+
+    Raises ConfigError at the first problem; with ``problems`` given, every
+    problem is appended there instead and the returned Config keeps the
+    defaults for what was wrong.
+    """
     kwargs: dict[str, Any] = {}
     for name, table in data.items():
         if name not in _SECTIONS:
-            raise ConfigError(
+            message = (
                 f"{source}: unknown section [{name}]{_did_you_mean(name, list(_SECTIONS))}; "
                 f"sections are: {', '.join(_SECTIONS)}"
             )
-        kwargs[name] = _build_section(source, name, _SECTIONS[name], table)
+            if problems is None:
+                raise ConfigError(message)
+            problems.append(message)
+            continue
+        kwargs[name] = _build_section(source, name, _SECTIONS[name], table, problems)
     cfg = Config(source=source, **kwargs)
-    _check_whole(cfg)
+    whole = _whole_problems(cfg)
+    if whole and problems is None:
+        raise ConfigError(whole[0])
+    if problems is not None:
+        problems.extend(whole)
     return cfg
 
 
-def _check_whole(cfg: Config) -> None:
+def _whole_problems(cfg: Config) -> list[str]:
+    """Rules across keys; every problem, in order."""
     src = cfg.source
+    out: list[str] = []
     if cfg.mqtt is not None:
         url = cfg.mqtt.url
         if not re.match(r"^mqtts?://[^/:\s]+(:\d{1,5})?/?$", url):
-            raise ConfigError(
+            out.append(
                 f"{src}: mqtt.url = {url!r} is not valid: expected mqtt://host[:port] or "
                 "mqtts://host[:port] (remove the [mqtt] section to run offline)"
             )
     if len(cfg.hardware.keypad_cols) not in (3, 4) or len(cfg.hardware.keypad_rows) != 4:
-        raise ConfigError(
+        out.append(
             f"{src}: hardware.keypad_rows must list 4 pins and hardware.keypad_cols 3 or 4 "
             "(a 3x4 or 4x4 keypad)"
         )
@@ -436,26 +473,28 @@ def _check_whole(cfg: Config) -> None:
         pins += list(cfg.hardware.keypad_rows) + list(cfg.hardware.keypad_cols)
     dupes = sorted({p for p in pins if pins.count(p) > 1})
     if dupes:
-        raise ConfigError(f"{src}: [hardware] uses GPIO {dupes} for more than one device")
+        out.append(f"{src}: [hardware] uses GPIO {dupes} for more than one device")
     for key_name in ("hub_keys", "owner_keys", "auditor_keys"):
         for i, text in enumerate(getattr(cfg.trust, key_name)):
             try:
                 parse_public_key(text)
             except ValueError as exc:
-                raise ConfigError(
-                    f"{src}: trust.{key_name}[{i}] is not valid: expected the unpadded base64url "
-                    f"of a 32-byte Ed25519 public key ({exc}); `kioskctl keygen` prints one"
-                ) from None
+                out.append(
+                    f"{src}: trust.{key_name}[{i}] is not valid: expected the unpadded "
+                    f"base64url of a 32-byte Ed25519 public key ({exc}); `kioskctl keygen` "
+                    "prints one"
+                )
     if cfg.site.timezone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
             ZoneInfo(cfg.site.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
+            out.append(
                 f"{src}: site.timezone = {cfg.site.timezone!r} is not valid: expected an IANA "
                 'zone like "Asia/Shanghai"'
-            ) from None
+            )
+    return out
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -467,10 +506,10 @@ def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_PATH
 
 
-def load(explicit: str | os.PathLike[str] | None = None) -> Config:
-    """Load and validate the config file (see module doc for where from).
+def read(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The config file's path and parsed TOML; raises ConfigError.
 
-    Raises ConfigError for a missing, unreadable or invalid file.
+    A file the user cannot read says how to read it as the service user.
     """
     path = resolve_path(explicit)
     try:
@@ -479,6 +518,12 @@ def load(explicit: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(
             f"{path}: no such config file (give --config FILE or set ${ENV_VAR}; "
             "kiosk/example.toml is a commented example)"
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            f"{path}: permission denied: the config holds secrets and is readable by the "
+            f"service only; run as it: sudo -u {SERVICE_USER} kiosk ... (for example "
+            f"`sudo -u {SERVICE_USER} kiosk doctor`)"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
@@ -490,7 +535,29 @@ def load(explicit: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    return path, data
+
+
+def load(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the config file (see module doc for where from).
+
+    Raises ConfigError for a missing, unreadable or invalid file.
+    """
+    path, data = read(explicit)
     return from_mapping(data, str(path))
+
+
+def load_all(
+    explicit: str | os.PathLike[str] | None = None,
+) -> tuple[Config | None, list[str]]:
+    """Every problem of the config file at once, and a Config with the
+    defaults where keys were wrong (None when the file cannot be read)."""
+    try:
+        path, data = read(explicit)
+    except ConfigError as err:
+        return None, [str(err)]
+    problems: list[str] = []
+    return from_mapping(data, str(path), problems), problems
 
 
 def describe(cfg: Config) -> dict[str, Any]:

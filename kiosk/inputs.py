@@ -2,7 +2,7 @@
 
 Hardware callbacks (gpiozero threads, the terminal reader, the pygame
 window) convert what they saw into one of these and put it on the door
-daemon's queue; only the daemon's loop acts on them (STYLE.md 4 and 5).
+daemon's queue; only the daemon's loop acts on them (docs/design.md).
 """
 
 from __future__ import annotations

@@ -26,8 +26,15 @@ ensure_venv() {
     fi
     # Reinstall only when pyproject.toml changed since the last install.
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-        .venv/bin/python -m pip install -q -e ".${extra:+[$extra]}"
+        echo "Installing pickup-kiosk${extra:+[$extra]} into .venv (once, and after pyproject.toml changes)"
+        local log=.venv/install.log
+        # The build backend's chatter goes to a log, shown only if the install fails.
+        if ! { .venv/bin/python -m pip install -q --upgrade pip \
+                && .venv/bin/python -m pip install -q -e ".${extra:+[$extra]}"; } >"$log" 2>&1; then
+            cat "$log" >&2
+            echo "installing into .venv failed (the log above is in $log)" >&2
+            return 1
+        fi
         touch "$stamp"
     fi
 }

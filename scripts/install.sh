@@ -160,8 +160,8 @@ install_program() {
     if [[ -f $SRC/docs/install.md ]]; then
         install_file "$SRC/docs/install.md" "$PREFIX/docs/install.md" 0644 || true
     fi
-    local extra=''
-    has_gpiochip && extra='[gpio]'
+    # [device]: gpiozero, pygame, and lgpio where the machine is a Pi
+    local extra='[device]'
     if staging; then
         [[ -x $DESTDIR$VENV/bin/python ]] || sys_run "$PYTHON" -m venv "$VENV"
         sys_run "$VENV/bin/pip" install --disable-pip-version-check --no-input --upgrade "$SRC$extra"

@@ -1,6 +1,6 @@
 """The sync agent (`kiosk sync`): orders down, events and logs up, commands, status.
 
-One loop on one thread owns all state (STYLE.md 4): it drives the paho client
+One loop on one thread owns all state (docs/design.md): it drives the paho client
 through :class:`sync.connection.Connection`, whose callbacks only enqueue,
 then handles what arrived, drains the store's outbox, follows pending unlocks
 and keeps the retained status fresh. The door daemon and this agent meet only

@@ -1,9 +1,9 @@
 """The MQTT connection: one paho client per attempt, driven from the agent's loop.
 
 paho's callbacks run inside :meth:`Connection.poll` on the agent's own thread
-and only append small dataclasses to a list (STYLE.md 4); the agent owns all
+and only append small dataclasses to a list (docs/design.md); the agent owns all
 state. Reconnects use capped exponential backoff with full jitter, with the
-random source and clock injected (STYLE.md 6). A fresh client per attempt
+random source and clock injected (docs/design.md). A fresh client per attempt
 means paho's in-memory in-flight messages never leak across connections: the
 store is the outbox, and the agent restarts from its first unacknowledged
 row after every connect.

@@ -1,4 +1,4 @@
-"""Events and log records going up: the store is the outbox (DESIGN.md rule 3).
+"""Events and log records going up: the store is the outbox (docs/design.md, rule 3).
 
 Rows are published in ``seq`` order with QoS 1 through a bounded in-flight
 window; a row is marked acknowledged in the store only after the broker's

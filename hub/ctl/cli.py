@@ -1,6 +1,6 @@
 """kioskctl: the shop owner's and the hub's side of the pickup protocol.
 
-The reference implementation of PROTOCOL.md for everything that is not the
+The reference implementation of docs/protocol.md for everything that is not the
 kiosk: signing keys, order documents, owner commands, status and the audit
 trail. Subcommands live in ``sync/ctl_*.py`` by job; this module parses the
 command line, resolves settings and turns every expected failure into one
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kioskctl",
         description="Owner and hub tool for pickup kiosks: keys, orders, codes, status, "
-        "logs and remote unlock over MQTT (PROTOCOL.md v1).",
+        "logs and remote unlock over MQTT (protocol v1, docs/protocol.md).",
         epilog="Exit codes: 0 ok, 1 refused/failed, 2 no answer, 3 audit chain problem, "
         "4 broker problem, 64 bad arguments. See docs/owner.md.",
     )

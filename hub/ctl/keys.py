@@ -111,7 +111,7 @@ def build_command(
     now: float,
     ttl: float = COMMAND_TTL,
 ) -> dict[str, Any]:
-    """A signed command document (PROTOCOL.md "Commands")."""
+    """A signed command document (docs/protocol.md, "Commands")."""
     doc = {
         "v": 1,
         "site": site,

@@ -1,7 +1,7 @@
 """kioskctl's broker connection: short-lived, blocking, one job at a time.
 
 paho runs its callbacks on its network thread; here they only record acks
-and enqueue messages (STYLE.md 4), and the command's own thread waits on
+and enqueue messages (docs/design.md), and the command's own thread waits on
 them with deadlines. MQTT 5 is used so that a broker's refusal of a publish
 or a subscription (ACLs) comes back as a reason code instead of silence.
 

@@ -25,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+import hardware.health as hw_health
 from kiosk import config as config_mod
-from kiosk import doctor
+from kiosk import health
+from kiosk.cli import doctor
 from kiosk.store import MIGRATIONS, Store
 from protocol.keys import public_key_text
 from tests.broker import Broker, free_port
@@ -76,7 +78,7 @@ def run(cfg_path: str) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:
 @pytest.fixture(autouse=True)
 def no_installed_unit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Whatever this machine has in /etc/systemd/system must not matter.
-    monkeypatch.setattr(doctor, "UNIT_PATHS", (tmp_path / "nowhere.service",))
+    monkeypatch.setattr(health, "UNIT_PATHS", (tmp_path / "nowhere.service",))
 
 
 def assert_only_failure(checks: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
@@ -191,7 +193,7 @@ def test_missing_keys_fail(tmp_path: Path) -> None:
 
 
 def test_gpio_board_without_gpiochip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "GPIOCHIP", tmp_path / "gpiochip0")
+    monkeypatch.setattr(hw_health, "GPIOCHIP", tmp_path / "gpiochip0")
     sections = good_sections(tmp_path)
     sections["hardware"]["board"] = "gpio"
     sections["display"]["enabled"] = False
@@ -205,7 +207,7 @@ def test_gpio_board_without_gpiochip(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_gpio_work_dir_must_be_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chip = tmp_path / "gpiochip0"
     chip.write_text("")  # stands in for the device node: root can open it
-    monkeypatch.setattr(doctor, "GPIOCHIP", chip)
+    monkeypatch.setattr(hw_health, "GPIOCHIP", chip)
     monkeypatch.setenv("LG_WD", str(tmp_path / "no-such-dir"))
     sections = good_sections(tmp_path)
     sections["hardware"]["board"] = "gpio"
@@ -217,7 +219,7 @@ def test_gpio_work_dir_must_be_writable(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_kmsdrm_without_drm_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "DRI_GLOB", str(tmp_path / "dri" / "card*"))
+    monkeypatch.setattr(hw_health, "DRI_GLOB", str(tmp_path / "dri" / "card*"))
     sections = good_sections(tmp_path)
     sections["display"]["driver"] = "kmsdrm"
     code, _, checks = run(write_config(tmp_path / "k.toml", sections))
@@ -242,12 +244,12 @@ def test_no_cjk_font_without_hardware_fonts(
 ) -> None:
     """The fallback when hardware.fonts cannot be imported: the usual paths."""
     monkeypatch.setitem(sys.modules, "hardware.fonts", None)  # import now raises ImportError
-    monkeypatch.setattr(doctor, "FALLBACK_FONTS", (tmp_path / "none.ttc",))
+    monkeypatch.setattr(hw_health, "FALLBACK_FONTS", (tmp_path / "none.ttc",))
     _, _, checks = run(write_config(tmp_path / "k.toml", good_sections(tmp_path)))
     assert_only_failure(checks, "display font")
     font = tmp_path / "font.ttc"
     font.write_bytes(b"")
-    monkeypatch.setattr(doctor, "FALLBACK_FONTS", (tmp_path / "none.ttc", font))
+    monkeypatch.setattr(hw_health, "FALLBACK_FONTS", (tmp_path / "none.ttc", font))
     code, _, checks = run(write_config(tmp_path / "k.toml", good_sections(tmp_path)))
     assert code == 0 and checks["display font"]["detail"] == str(font)
 
@@ -264,27 +266,27 @@ def test_unusable_configured_font_warns(tmp_path: Path) -> None:
 
 def test_relock_step_in_the_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     unit = REPO / "systemd" / "pickup-kiosk-door.service"
-    monkeypatch.setattr(doctor, "UNIT_PATHS", (unit,))
-    assert doctor.check_unit().ok
+    monkeypatch.setattr(health, "UNIT_PATHS", (unit,))
+    assert health.check_unit().ok
     stripped = tmp_path / unit.name
     stripped.write_text(
         "\n".join(
             line for line in unit.read_text().splitlines() if not line.startswith("ExecStopPost=")
         )
     )
-    monkeypatch.setattr(doctor, "UNIT_PATHS", (stripped,))
-    result = doctor.check_unit()
+    monkeypatch.setattr(health, "UNIT_PATHS", (stripped,))
+    result = health.check_unit()
     assert not result.ok and "install.sh" in result.fix
 
 
 def test_clock_without_ntp_or_rtc_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "RTC_DEVICE", tmp_path / "rtc0")
+    monkeypatch.setattr(health, "RTC_DEVICE", tmp_path / "rtc0")
     cfg = config_mod.from_mapping({"hardware": {"board": "sim"}})
-    result = doctor.check_clock(cfg, synchronized=lambda: False)
+    result = health.check_clock(cfg, synchronized=lambda: False)
     assert result.ok and result.warning and "timedatectl set-ntp true" in result.fix
     (tmp_path / "rtc0").write_text("")
-    assert not doctor.check_clock(cfg, synchronized=lambda: False).warning
-    assert not doctor.check_clock(cfg, synchronized=lambda: True).warning
+    assert not health.check_clock(cfg, synchronized=lambda: False).warning
+    assert not health.check_clock(cfg, synchronized=lambda: True).warning
 
 
 # ----- broker ----------------------------------------------------------------
@@ -447,7 +449,7 @@ def test_broker_tls(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_entry_points(tmp_path: Path) -> None:
-    """`kiosk doctor` (the lead's CLI) and `python -m kiosk.doctor` agree.
+    """`kiosk doctor` and `python -m kiosk.cli doctor` agree.
 
     The config comes through $KIOSK_CONFIG, as under systemd.
     """
@@ -456,7 +458,7 @@ def test_cli_entry_points(tmp_path: Path) -> None:
     sections["trust"] = {}
     bad = write_config(tmp_path / "bad.toml", sections)
     py = sys.executable
-    for argv in ([py, "-m", "kiosk.doctor"], [py, "-m", "kiosk.cli", "doctor"]):
+    for argv in ([str(Path(py).parent / "kiosk"), "doctor"], [py, "-m", "kiosk.cli", "doctor"]):
         env = {**os.environ, "KIOSK_CONFIG": good}
         ok = subprocess.run(
             [*argv, "--json"],
@@ -475,3 +477,52 @@ def test_cli_entry_points(tmp_path: Path) -> None:
         )
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert "FAIL  trusted keys" in failed.stdout
+
+
+def test_every_config_problem_at_once_then_the_other_checks(tmp_path: Path) -> None:
+    sections = good_sections(tmp_path)
+    sections["hardware"]["bord"] = "sim"
+    sections["lock"] = {"release_s": 1}
+    sections["site"]["id"] = "Bad Id"
+    code, _, _ = run(write_config(tmp_path / "k.toml", sections))
+    out = io.StringIO()
+    doctor.main(write_config(tmp_path / "k.toml", sections), True, out=out)
+    checks = json.loads(out.getvalue())["checks"]
+    config = [c for c in checks if c["name"] == "config"]
+    assert code == 1 and len(config) == 3
+    text = " ".join(c["detail"] for c in config)
+    assert "hardware.bord" in text and "lock.release_s" in text and "site.id" in text
+    # ... and the rest still ran, on defaults where keys were wrong
+    names = {c["name"] for c in checks}
+    assert {"store writable", "gpio", "display font", "trusted keys"} <= names
+
+
+def test_the_install_guides_two_mistakes(tmp_path: Path) -> None:
+    sections = good_sections(tmp_path)
+    sections["site"]["id"] = "demo-site"
+    _, _, checks = run(write_config(tmp_path / "k.toml", sections))
+    assert not checks["site id"]["ok"] and "demo-site" in checks["site id"]["detail"]
+    sections = good_sections(tmp_path)
+    sections["mqtt"] = {"url": "mqtt://127.0.0.1:1", "username": "other-shop"}
+    _, _, checks = run(write_config(tmp_path / "k.toml", sections))
+    assert not checks["mqtt user"]["ok"]
+    assert 'username = "shop-01"' in checks["mqtt user"]["fix"]
+
+
+def test_a_config_the_user_cannot_read_says_how_to_run_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Path(write_config(tmp_path / "k.toml", good_sections(tmp_path)))
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == path:  # as a login user reads the 0640 root:pickup-kiosk file
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    code, _, checks = run(str(path))
+    assert code == 1
+    bad = assert_only_failure(checks, "config")
+    assert "permission denied" in bad["detail"]
+    assert bad["fix"] == "run the doctor as the service user: sudo -u pickup-kiosk kiosk doctor"

@@ -1,4 +1,4 @@
-"""The command line as scripts use it (PROTOCOL.md's last section)."""
+"""The command line as scripts use it (docs/protocol.md, "Command line")."""
 
 import json
 import sqlite3

@@ -1,4 +1,4 @@
-"""Reliability and security proofs for DESIGN.md's promises (issue 8).
+"""Reliability and security proofs for docs/design.md's promises (issue 8).
 
 Scaled-down here; bench/campaign.py runs the same machinery at full size.
 """

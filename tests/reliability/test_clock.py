@@ -1,4 +1,4 @@
-"""DESIGN.md rule 5 through a power cut: fake-hwclock steps the wall clock back,
+"""docs/design.md, rule 5 through a power cut: fake-hwclock steps the wall clock back,
 then NTP steps it forward. The real DoorDaemon on the simulated board with
 injected clocks (FakeClock.step_wall moves only the wall clock)."""
 

@@ -1,4 +1,4 @@
-"""DESIGN.md rules 1 to 3 under SIGKILL: the real ``kiosk door`` process is
+"""docs/design.md rules 1 to 3 under SIGKILL: the real ``kiosk door`` process is
 killed at random instants during pickups, then restarted, 50 times."""
 
 from __future__ import annotations

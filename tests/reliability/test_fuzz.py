@@ -1,4 +1,4 @@
-"""DESIGN.md rule 4 (never trust input) under hypothesis: keypad sequences and
+"""docs/design.md, rule 4 (never trust input) under hypothesis: keypad sequences and
 door/exit events into the real DoorDaemon, and config files. MQTT payloads
 are fuzzed by tests/sync/test_orders.py::test_fuzzed_payloads_store_nothing."""
 

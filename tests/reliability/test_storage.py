@@ -1,4 +1,4 @@
-"""DESIGN.md rule 1 when the SD card is full or read-only: a small real
+"""docs/design.md, rule 1 when the SD card is full or read-only: a small real
 filesystem made for the test (tmpfs, root only), the real DoorDaemon on the
 simulated board with an injected clock."""
 

@@ -1,4 +1,4 @@
-"""DESIGN.md rule 3 (nothing lost) and the IEC 60839-11-1 items on communication
+"""docs/design.md, rule 3 (nothing lost) and the IEC 60839-11-1 items on communication
 failure, with real processes and a real Mosquitto: ``kiosk sync`` SIGKILLed
 during a drain while ``kiosk door`` takes pickups; the broker killed and
 restarted without persistence, and frozen mid-stream (SIGSTOP/SIGCONT)."""
@@ -71,7 +71,7 @@ def assert_exactly_once(hub: Watcher, db: Path) -> tuple[int, int]:
 
 def hub_broker(workdir: Path, persistence: bool = True) -> Broker:
     """Mosquitto as a hub should run it: its default drops QoS 1 messages beyond
-    1,000 queued for a subscriber that falls behind (DESIGN.md), after PUBACK."""
+    1,000 queued for a subscriber that falls behind (docs/design.md), after PUBACK."""
     return Broker(workdir, persistence=persistence, extra_conf=["max_queued_messages 0"]).start()
 
 

@@ -1,4 +1,4 @@
-"""``kiosk``: the command line on the device (PROTOCOL.md's last section).
+"""``kiosk``: the command line on the device (docs/protocol.md, "Command line").
 
 Every subcommand loads the config the same way (``--config``, else
 ``$KIOSK_CONFIG``, else /etc/pickup-kiosk/kiosk.toml), prints a clear
@@ -9,14 +9,11 @@ one-line error instead of a stack trace, and returns an exit code:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,6 @@ from kiosk.clock import SystemClock, TrustedClock
 from kiosk.config import Config
 from kiosk.errors import ChainError, ConfigError, KioskError, StoreError, ValidationError
 from kiosk.orders import Intake, parse_documents, public_view
-from kiosk.screens import Screen
 from kiosk.store import OrderRow, Store
 
 log = logging.getLogger("kiosk")
@@ -275,98 +271,16 @@ def cmd_security(cfg: Config, args: argparse.Namespace) -> int:
 # ----- daemons ----------------------------------------------------------------
 
 
-def _install_stop(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def build_door(
-    cfg: Config,
-    *,
-    interactive_keys: bool,
-    printer: Callable[[str], None] | None = None,
-    with_display: bool | None = None,
-) -> tuple[Any, Any, list[Callable[[], None]]]:
-    """Assemble the door daemon from the config; returns (daemon, board, closers)."""
-    from hardware.board import open_board
-    from kiosk.daemon import DoorDaemon
-    from kiosk.notify import Notifier
-
-    closers: list[Callable[[], None]] = []
-    clock = SystemClock()
-    try:
-        store = _open(cfg)
-        store_error: StoreError | None = None
-    except StoreError as exc:
-        # The exit button and the out-of-service screen must work even when the
-        # card is read-only or the file is broken: run on a stand-in and retry.
-        store, store_error = Store(":memory:"), exc
-    handler = logutil.attach_store(store, clock.wall, cfg.log.level)
-    board = open_board(cfg.hardware, cfg.lock, clock=clock)
-    closers.insert(0, board.close)
-    display = None
-    use_display = cfg.display.enabled if with_display is None else with_display
-    if use_display:
-        from hardware.display import open_display
-
-        display = open_display(cfg.display, site_name=cfg.site.name, contact=cfg.site.contact)
-        closers.insert(0, display.close)
-    daemon = DoorDaemon(
-        cfg, store, board, clock, display=display, notifier=Notifier(), log_handler=handler
-    )
-    closers.append(lambda: daemon.store.close())  # noqa: PLW0108 - the store may be swapped
-    if store_error is not None:
-        daemon.start_without_store(store_error, lambda: _open(cfg))
-    if printer is not None:
-        from kiosk.i18n import render_text
-
-        last: list[Screen] = []
-
-        def print_screen(screen: Screen) -> None:
-            # a terminal is not a display: skip redraws that only tick a countdown
-            calm = dataclasses.replace(screen, seconds_left=0)
-            if not last or calm != last[0]:
-                last[:] = [calm]
-                printer(render_text(screen))
-
-        daemon.screen_sinks.append(print_screen)
-        if hasattr(board, "on_activity"):
-            board.on_activity = lambda what: printer(f"  [{what}]")
-    if cfg.hardware.board == "sim" and interactive_keys:
-        _feed_keys(cfg, daemon, board, closers)
-    return daemon, board, closers
-
-
-def _feed_keys(cfg: Config, daemon: Any, board: Any, closers: list[Callable[[], None]]) -> None:
-    """Simulator input from standard input (PROTOCOL.md: one character per key)."""
-    from hardware.keyboard import TerminalKeys, keyboard_handler
-
-    keys = TerminalKeys(sys.stdin, keyboard_handler(daemon.post, board))
-    closers.insert(0, keys.close)
-
-
 def cmd_door(cfg: Config, args: argparse.Namespace) -> int:
-    stop = threading.Event()
-    _install_stop(stop)
-    daemon, _board, closers = build_door(cfg, interactive_keys=True)
-    try:
-        return int(daemon.run(stop))
-    finally:
-        for close in closers:
-            try:
-                close()
-            except Exception:
-                log.exception("error while closing")
+    from kiosk.cli.shell import run_door
+
+    return run_door(cfg)
 
 
 def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
-    from sync.agent import run
+    from kiosk.cli.shell import run_sync
 
-    return int(run(cfg))
+    return run_sync(cfg)
 
 
 def cmd_relock(cfg_path: str | None, args: argparse.Namespace) -> int:
@@ -397,13 +311,13 @@ def cmd_screenshots(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(cfg_path: str | None, args: argparse.Namespace) -> int:
-    from kiosk.doctor import main as doctor_main
+    from kiosk.cli.doctor import main as doctor_main
 
     return int(doctor_main(cfg_path, args.json))
 
 
 def cmd_run(cfg: Config | None, args: argparse.Namespace) -> int:
-    from kiosk.simulator import run_simulator
+    from kiosk.cli.simulator import run_simulator
 
     return run_simulator(cfg, args)
 
@@ -511,11 +425,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KioskError as err:
         print(f"kiosk: {err}", file=sys.stderr)
         return EXIT_FAIL
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in DEVICE_MODULES:
+            print(
+                f"kiosk {args.command}: needs {err.name}, part of the kiosk's device extra: "
+                "pip install 'pickup-kiosk[device]' (scripts/install.sh and scripts/run do)",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        raise
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+DEVICE_MODULES = ("pygame", "gpiozero", "lgpio")

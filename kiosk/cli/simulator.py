@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.audit import Audit
+from kiosk.cli.shell import Shell, run_together
 from kiosk.clock import SystemClock, TrustedClock
 from kiosk.config import Config, MqttConfig
 from kiosk.orders import Intake
@@ -94,12 +95,11 @@ class CodePrinter:
 
 
 def run_simulator(base: Config | None, args: argparse.Namespace) -> int:
-    from kiosk.cli import _install_stop, build_door
-
+    """``kiosk run``: with ``--simulate`` a throwaway kiosk, else the configured one."""
     if not args.simulate:
         if base is None:
             raise SystemExit("kiosk run: give --simulate, or a config with --config")
-        return _run_config(base)
+        return run_together(base)
     data_dir = Path(tempfile.mkdtemp(prefix="pickup-kiosk-sim-"))
     key = Ed25519PrivateKey.generate()
     window = _has_window() and not args.no_window
@@ -122,53 +122,10 @@ def run_simulator(base: Config | None, args: argparse.Namespace) -> int:
     print(HELP)
     print(f"Data directory (deleted on exit): {data_dir}")
     printer = CodePrinter(docs)
-    stop = threading.Event()
-    _install_stop(stop)
-    daemon, _board, closers = build_door(
-        cfg, interactive_keys=True, printer=print, with_display=window
-    )
-    sync_thread = _start_sync(cfg, stop)
-    printer.start()
-    try:
-        return int(daemon.run(stop))
-    finally:
-        stop.set()
-        printer.stop.set()
-        for close in closers:
-            close()
-        if sync_thread is not None:
-            sync_thread.join(10)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
+    def before(shell: Shell, stop: threading.Event) -> None:
+        shell.on_stop("data directory", lambda: shutil.rmtree(data_dir, ignore_errors=True))
+        shell.on_stop("code printer", printer.stop.set)
+        printer.start()
 
-def _start_sync(cfg: Config, stop: threading.Event) -> threading.Thread | None:
-    if cfg.mqtt is None:
-        return None
-    from sync.agent import run
-
-    thread = threading.Thread(
-        target=run,
-        args=(cfg,),
-        kwargs={"stop": stop, "store_logs": False},
-        name="sync",
-        daemon=True,
-    )
-    thread.start()
-    return thread
-
-
-def _run_config(cfg: Config) -> int:
-    from kiosk.cli import _install_stop, build_door
-
-    stop = threading.Event()
-    _install_stop(stop)
-    daemon, _board, closers = build_door(cfg, interactive_keys=True)
-    sync_thread = _start_sync(cfg, stop)
-    try:
-        return int(daemon.run(stop))
-    finally:
-        stop.set()
-        for close in closers:
-            close()
-        if sync_thread is not None:
-            sync_thread.join(10)
+    return run_together(cfg, printer=print, with_display=window, before=before)
