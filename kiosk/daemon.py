@@ -26,7 +26,7 @@ from kiosk.audit import Audit
 from kiosk.clock import Clock, ClockSnapshot, TrustedClock, system_time_synchronized
 from kiosk.codes import BACKUP_STEP, CodeEngine, Decision
 from kiosk.config import Config
-from kiosk.door import DoorMachine, Entrant, Entry, State
+from kiosk.door import DoorMachine, Entrant, Entry, Event, State
 from kiosk.effects import BoardPort, Effects
 from kiosk.errors import StoreError
 from kiosk.inputs import DoorChanged, ExitPressed, InputEvent, KeyPressed, LanguageToggled, Quit
@@ -54,6 +54,21 @@ class DisplayPort(Protocol):
     def close(self) -> None: ...
 
 
+class VoicePort(Protocol):
+    """Spoken prompts (``hardware.voice``): one per screen, cut short by the next key."""
+
+    def say(self, screen: Screen) -> None: ...
+    def stop(self) -> None: ...
+
+
+class SlotLightPort(Protocol):
+    """Pick-to-light (``hardware.slotlight``): the accepted order's slot lights until
+    the door closes or relocks."""
+
+    def light(self, slot: str) -> None: ...
+    def off(self) -> None: ...
+
+
 def _hhmm(text: str) -> dtime | None:
     hh, mm = (int(x) for x in text.split(":"))
     return None if hh == 24 else dtime(hh, mm)
@@ -75,6 +90,8 @@ class DoorDaemon:
     synced: Callable[[], bool] | None = None
     log_handler: Any = None
     english_only: bool = False  # the display has no CJK font (an alarm, not a stop)
+    voice: VoicePort | None = None
+    slot_light: SlotLightPort | None = None
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -265,8 +282,10 @@ class DoorDaemon:
     def tick(self) -> None:
         mono = self.clock.monotonic()
         self.notifier.watchdog(mono)
-        for _event, actions in self.machine.tick(mono):
+        for event, actions in self.machine.tick(mono):
             self.effects.apply(actions)
+            if event is Event.PULSE_END:  # nobody went in: the slot goes dark again
+                self._guard("slot light", lambda s: s.off(), self.slot_light)
         if self.machine.holding:
             self.board.lock.energize(self.cfg.lock.release_s)  # renew the lease
         self.entry.expire(mono)
@@ -305,6 +324,7 @@ class DoorDaemon:
 
     def _key(self, key: str) -> None:
         mono = self.clock.monotonic()
+        self._guard("voice", lambda v: v.stop(), self.voice)
         what, submitted = self.entry.press(key, mono)
         if what in ("typing", "cleared"):
             self.board.buzzer.play("key")
@@ -413,6 +433,9 @@ class DoorDaemon:
         except Exception:
             log.exception("building the accepted screen failed; showing a plain one")
             self.visit = fallback("accepted", self.lang)
+        if order.slot:
+            slot = order.slot
+            self._guard("slot light", lambda s: s.light(slot), self.slot_light)
 
     def _visit_screen(self, order: OrderRow, reentry: bool) -> Screen:
         customer = order.doc.get("customer") or {}
@@ -459,6 +482,17 @@ class DoorDaemon:
             self.effects.apply(actions)
             if not is_open and self.machine.state is State.LOCKED:
                 self.visit = None
+                self._guard("slot light", lambda s: s.off(), self.slot_light)
+
+    @staticmethod
+    def _guard(what: str, call: Callable[[Any], None], port: Any) -> None:
+        """Call an optional port; its failure is logged and never reaches the door."""
+        if port is None:
+            return
+        try:
+            call(port)
+        except Exception:
+            log.exception("the %s failed", what)
 
     def _run_commands(self) -> None:
         try:
@@ -640,6 +674,7 @@ class DoorDaemon:
         if screen == self.last_screen:
             return
         self.last_screen = screen
+        self._guard("voice", lambda v: v.say(screen), self.voice)
         try:
             if self.display is not None:
                 self.display.show(screen)
