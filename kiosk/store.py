@@ -346,6 +346,10 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
 
+    def on_statement(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback`` with every SQL statement run (benchmarks count commits)."""
+        self._conn.set_trace_callback(callback)
+
     def checkpoint(self) -> None:
         """Fold the WAL into the main file (tests and benchmarks measure sizes)."""
         self._x("PRAGMA wal_checkpoint(TRUNCATE)")
