@@ -668,6 +668,7 @@ def sample_screens(lang: str) -> list[tuple[str, Screen]]:
         "door_open": make("door_open", slot="B3"),
         "exit_open": make("exit_open"),
         "forced": make("forced"),
+        "staff_open": make("staff_open", customer=mask_name("林师傅")),
         "close_door": make("close_door", seconds_left=75),
         "out_of_service": make("out_of_service", status=offline),
         "day_open": make("day_open", day_mode="free_entry", status=StatusCorner(mode="day")),

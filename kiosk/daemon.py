@@ -32,6 +32,7 @@ from kiosk.errors import StoreError
 from kiosk.inputs import DoorChanged, ExitPressed, InputEvent, KeyPressed, LanguageToggled, Quit
 from kiosk.notify import Notifier
 from kiosk.screens import DoorView, Item, Screen, StatusCorner, compose, fallback, mask_name
+from kiosk.staff import StaffCheck, StaffDecision
 from kiosk.store import DoorStatus, OrderRow, Store
 from kiosk.throttle import Throttle
 
@@ -102,7 +103,18 @@ class DoorDaemon:
             self.store, cfg.codes, self.throttle, width=cfg.site.pickup_no_width
         )
         self.machine = DoorMachine(release_s=cfg.lock.release_s, held_open_s=cfg.lock.held_open_s)
-        self.entry = Entry(max_len=max(self.engine.valid_lengths()))
+        try:
+            self.tz: ZoneInfo | None = ZoneInfo(cfg.site.timezone) if cfg.site.timezone else None
+        except (KeyError, ValueError):
+            self.tz = None
+        self.staff = StaffCheck(
+            self.store,
+            self.throttle,
+            width=cfg.site.pickup_no_width,
+            window=cfg.codes.totp_window,
+            local=self._local,
+        )
+        self.entry = Entry(max_len=max(*self.engine.valid_lengths(), *self.staff.lengths()))
         if self.synced is None:
             mode = cfg.clock.trust_system_clock
             self.synced = {"always": lambda: True, "never": lambda: False}.get(
@@ -137,10 +149,7 @@ class DoorDaemon:
             "purge": mono + 60.0,
             "sync": mono + 60.0,
         }
-        try:
-            self.tz: ZoneInfo | None = ZoneInfo(cfg.site.timezone) if cfg.site.timezone else None
-        except (KeyError, ValueError):
-            self.tz = None
+        self.day_override: tuple[bool, bool] | None = None  # (day, what the schedule said)
 
     # ----- inputs -------------------------------------------------------
 
@@ -173,7 +182,7 @@ class DoorDaemon:
         self.effects.store_failed(exc)
 
     def _swapped(self, store: Store) -> None:
-        self.store = self.throttle.store = self.engine.store = store
+        self.store = self.throttle.store = self.engine.store = self.staff.store = store
         if self.log_handler is not None:
             self.log_handler.store = store
         self.tclock.raise_floor(store.clock_floor())
@@ -351,6 +360,9 @@ class DoorDaemon:
             self._refuse(Decision(False, "out_of_service"))
             return
         snap = self.snap()
+        if len(entry) in self.staff.lengths():
+            self._staff_entry(entry, snap)
+            return
         try:
             decision = self.engine.check(entry, snap)
         except StoreError as exc:
@@ -362,8 +374,12 @@ class DoorDaemon:
             return
         self._accept(decision, snap)
 
-    def _refuse(self, decision: Decision, snap: ClockSnapshot | None = None) -> None:
+    def _refuse(
+        self, decision: Decision, snap: ClockSnapshot | None = None, *, staff: Any = None
+    ) -> None:
         detail: dict[str, Any] = {"reason": decision.reason}
+        if staff is not None:  # the staff code itself was right
+            detail["staff_id"] = staff.staff_id
         if decision.reason == "throttled":
             detail["wait_s"] = round(decision.wait_s)
             self.record("throttled", detail=detail, snap=snap)
@@ -436,6 +452,60 @@ class DoorDaemon:
         if order.slot:
             slot = order.slot
             self._guard("slot light", lambda s: s.light(slot), self.slot_light)
+
+    def _staff_entry(self, entry: str, snap: ClockSnapshot) -> None:
+        try:
+            d = self.staff.check(entry, snap)
+        except StoreError as exc:
+            self.effects.store_failed(exc)
+            self._refuse(Decision(False, "out_of_service"))
+            return
+        if d.ok and d.action != "open" and not self._may_toggle_day():
+            d = StaffDecision(False, "day_toggle_not_now", staff=d.staff, step=d.step)
+        if not d.ok:
+            self._refuse(Decision(False, d.reason, wait_s=d.wait_s), snap, staff=d.staff)
+            return
+        staff = d.staff
+        assert staff is not None
+        who: tuple[tuple[str, Any], ...] = (("staff_id", staff.staff_id), ("role", staff.role))
+        saved = self.machine.checkpoint()
+        actions: tuple[Any, ...] = ()
+        try:
+            with self.audit.batch():
+                if not self.staff.commit(d, snap.now):
+                    raise _Replayed
+                self.audit.record(
+                    "staff_entry",
+                    snap,
+                    detail={**dict(who), "name": staff.name, "action": d.action},
+                )
+                if d.action == "open":
+                    actions = (
+                        self.machine.unlock(self.clock.monotonic(), Entrant("staff", detail=who))
+                        or ()
+                    )
+                    self.effects.write(actions, snap)
+        except _Replayed:
+            self.machine.restore(saved)
+            self._refuse(Decision(False, "replayed"), snap, staff=staff)
+            return
+        except StoreError as exc:
+            self.machine.restore(saved)
+            self.effects.store_failed(exc)
+            self._refuse(Decision(False, "out_of_service"))
+            return
+        self.effects.perform(actions)
+        self.board.buzzer.play("accepted")
+        self.overlay = None
+        if d.action == "open":
+            self.visit = Screen(kind="staff_open", customer=mask_name(staff.name[:64]))
+        else:
+            self.day_override = (d.action == "day_on", self._scheduled_day())
+            self._update_mode()
+
+    def _may_toggle_day(self) -> bool:
+        """Staff may switch day mode at the door during staffed hours only."""
+        return self.cfg.schedule.day_mode != "off" and self._scheduled_day()
 
     def _visit_screen(self, order: OrderRow, reentry: bool) -> Screen:
         customer = order.doc.get("customer") or {}
@@ -578,19 +648,28 @@ class DoorDaemon:
     def _local(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, self.tz) if self.tz else datetime.fromtimestamp(t)
 
+    def _scheduled_day(self) -> bool:
+        sched = self.cfg.schedule
+        if sched.day_mode == "off":
+            return False
+        now = self._local(self.snap().now).time()
+        start, end = _hhmm(sched.day_start), _hhmm(sched.day_end)
+        start = start or dtime(0, 0)
+        if end is None:
+            return now >= start
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end  # spans midnight
+
     def _update_mode(self) -> None:
         sched = self.cfg.schedule
-        day = False
-        if sched.day_mode != "off":
-            now = self._local(self.snap().now).time()
-            start, end = _hhmm(sched.day_start), _hhmm(sched.day_end)
-            start = start or dtime(0, 0)
-            if end is None:
-                day = now >= start
-            elif start <= end:
-                day = start <= now < end
-            else:  # spans midnight
-                day = now >= start or now < end
+        day = self._scheduled_day()
+        if self.day_override is not None:
+            wanted, scheduled_then = self.day_override
+            if day == scheduled_then:
+                day = wanted  # a staff member's switch holds until the schedule turns
+            else:
+                self.day_override = None
         if day == self.day:
             return
         self.day = day

@@ -299,6 +299,15 @@ def screen_text(screen: Screen, *, site_name: str = "", contact: str = "") -> Sc
         lines = [Line("big", cat.text("door_open.body"))]
         if screen.slot and screen.slot != "—":
             lines.append(Line("next", cat.text("door_open.slot", slot=screen.slot)))
+    elif kind == "staff_open":
+        tone = "ok"
+        band = cat.text("staff_open.band")
+        welcome = (
+            cat.text("staff_open.customer", customer=screen.customer)
+            if screen.customer
+            else cat.text("staff_open.body")
+        )
+        lines = [Line("big", welcome), Line("hint", cat.text("staff_open.hint"))]
     elif kind == "exit_open":
         band = cat.text("exit_open.band")
         lines = [Line("big", cat.text("exit_open.body"))]

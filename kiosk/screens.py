@@ -26,6 +26,10 @@ REASONS = (
     "replayed",  # this code was already used
     "backup_used",  # this order's backup code was already used (it never changes)
     "full_code_needed",  # many wrong tries tonight: type all 8 digits of the code
+    "staff_revoked",  # a staff code that was withdrawn
+    "staff_outside_window",  # a staff code before its first or after its last day
+    "staff_outside_hours",  # a staff code outside its weekly hours
+    "day_toggle_not_now",  # day mode can be switched at the door only in staffed hours
     "not_paid",  # status pending_payment
     "not_ready",  # status paid: not on the shelf yet
     "cancelled",
@@ -71,6 +75,8 @@ class Screen:
       the door behind you; ``slot`` when a customer's code opened it.
     - ``exit_open``: unlocked or opened by the inside exit button.
     - ``forced``: the door was opened while locked: the alarm screen.
+    - ``staff_open``: a staff or courier code unlocked the door; ``customer``
+      is their masked name.
     - ``close_door``: the door has been open too long; ``seconds_left`` is how
       long it has been open.
     - ``out_of_service``: the store cannot be written; exit still works.
@@ -105,6 +111,7 @@ KINDS = (
     "door_open",
     "exit_open",
     "forced",
+    "staff_open",
     "close_door",
     "out_of_service",
     "day_open",
@@ -179,6 +186,9 @@ def compose(v: DoorView) -> Screen:
         left = _secs(v.unlock_left)
         if v.entrant == "exit":
             return mk("exit_open", seconds_left=left)
+        if v.entrant == "staff":
+            name = v.visit.customer if v.visit else ""
+            return mk("staff_open", customer=name, seconds_left=left)
         if visit is not None:
             return dataclasses.replace(
                 visit, seconds_left=left, lang=v.lang, status=v.status, contact=v.contact

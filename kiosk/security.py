@@ -15,6 +15,11 @@ Full guesses (D = 8) are bounded by their own bucket: G_full =
 
     p_night = 1 - (1 - k / 10^6) ** G_short * (1 - k / 10^8) ** G_full
 
+Staff and courier codes are typed in full (a staff number and all 8
+digits) and share the full tier's bucket, each guess at one accepting
+at most 2 * totp_window + 1 <= k values: the bound holds with them, and
+``staff`` only records how many were counted.
+
 **Availability.** A vandal who types garbage until both buckets are empty
 and walks away keeps a customer with an 8-digit code out for at most
 ``full_code_refill_s`` (one full token refills; the short tier's refusal
@@ -82,12 +87,15 @@ class SecurityReport:
     vandal_lockout_s: float
     vandal_lockout_short_s: float
     vandal_entries_per_hour: float
+    staff: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def bound(cfg: Config, orders: int, *, digits: int = 6, full_digits: int = 8) -> SecurityReport:
+def bound(
+    cfg: Config, orders: int, *, digits: int = 6, full_digits: int = 8, staff: int = 0
+) -> SecurityReport:
     t = cfg.throttle
     night_s = t.night_hours * 3600
     k = 2 * cfg.codes.totp_window + 1 + (1 if cfg.codes.backup_codes else 0)
@@ -96,7 +104,7 @@ def bound(cfg: Config, orders: int, *, digits: int = 6, full_digits: int = 8) ->
     per_number = attempts_per_number(t, night_s)
     keypad = keypad_attempts(t, night_s)
     guesses = min(keypad, max(0, orders) * per_number)
-    full = full_code_attempts(t, night_s) if orders > 0 else 0
+    full = full_code_attempts(t, night_s) if orders + staff > 0 else 0
     p_short_night = _p_any(p_guess, guesses)
     p_full_night = _p_any(p_full, full)
     p_night = 1.0 - (1.0 - p_short_night) * (1.0 - p_full_night)
@@ -118,6 +126,7 @@ def bound(cfg: Config, orders: int, *, digits: int = 6, full_digits: int = 8) ->
         vandal_lockout_s=t.full_code_refill_s,
         vandal_lockout_short_s=t.keypad_refill_s,
         vandal_entries_per_hour=3600.0 / t.full_code_refill_s,
+        staff=staff,
     )
 
 
@@ -144,12 +153,12 @@ def explain(report: SecurityReport, cfg: Config) -> str:
             f"(TOTP window ±{cfg.codes.totp_window}"
             f"{', plus backup code' if cfg.codes.backup_codes else ''})",
             f"Guessing, in one {report.night_hours:g}-hour night with {report.orders} active "
-            "orders:",
+            f"orders and {report.staff} staff codes:",
             f"  at most {report.guesses_per_night} short guesses ({report.digits} digits; keypad "
             f"limit {report.keypad_attempts}, {report.attempts_per_number} per number), each "
             f"succeeding with probability at most {report.p_guess:.1e}",
-            f"  at most {report.full_code_attempts} full guesses ({report.full_digits} digits), "
-            f"each at most {report.p_guess_full:.1e}",
+            f"  at most {report.full_code_attempts} full guesses ({report.full_digits} digits, "
+            f"staff codes included), each at most {report.p_guess_full:.1e}",
             f"  p_night = {report.p_night:.2e}  (chance that random guessing opens the door)",
             "A vandal who empties the limits and walks away keeps customers out for at most:",
             f"  {_duration(report.vandal_lockout_s)} with an {report.full_digits}-digit code "

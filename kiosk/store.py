@@ -47,6 +47,12 @@ META_DOC_FLOOR = "clock_doc_floor"
 META_SIGNED_TIME = "signed_time"
 
 
+def staff_key(staff_id: str) -> str:
+    """Where a staff code's used steps are kept (beside the orders', never colliding:
+    an order id cannot contain a colon)."""
+    return f"staff:{staff_id}"
+
+
 @dataclass(frozen=True)
 class DoorStatus:
     """The door's state as the door daemon reports it to the sync agent."""
@@ -145,7 +151,32 @@ def _m1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_logs_unacked ON logs(seq) WHERE acked = 0")
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_m1,)
+def _m2(db: sqlite_utils.Database) -> None:
+    """Staff and courier codes (docs/protocol.md, "Staff and courier codes")."""
+    db.table("staff").create(
+        {
+            "staff_id": str,
+            "version": int,
+            "staff_no": str,
+            "name": str,
+            "role": str,
+            "valid_from": float,
+            "valid_until": float,
+            "schedule": str,  # JSON list of windows
+            "revoked": int,
+            "otp_secret": str,
+            "otp_digits": int,
+            "otp_period": int,
+            "doc": str,
+            "updated_at": float,
+        },
+        pk="staff_id",
+        not_null={"version", "staff_no", "otp_secret"},
+    )
+    db.table("staff").create_index(["staff_no"])
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_m1, _m2)
 
 
 @dataclass(frozen=True)
@@ -228,6 +259,61 @@ class LogRecord:
     level: str
     logger: str
     message: str
+
+
+@dataclass(frozen=True)
+class StaffRow:
+    staff_id: str
+    version: int
+    staff_no: str
+    name: str
+    role: str
+    valid_from: float | None
+    valid_until: float | None
+    schedule: list[dict[str, Any]]
+    revoked: bool
+    otp_secret: str
+    otp_digits: int
+    otp_period: int
+    doc: dict[str, Any]
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> StaffRow:
+        return cls(
+            staff_id=row["staff_id"],
+            version=row["version"],
+            staff_no=row["staff_no"],
+            name=row["name"] or "",
+            role=row["role"] or "staff",
+            valid_from=row["valid_from"],
+            valid_until=row["valid_until"],
+            schedule=json.loads(row["schedule"] or "[]"),
+            revoked=bool(row["revoked"]),
+            otp_secret=row["otp_secret"],
+            otp_digits=row["otp_digits"],
+            otp_period=row["otp_period"],
+            doc=json.loads(row["doc"] or "{}"),
+            updated_at=row["updated_at"] or 0.0,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "staff_id": self.staff_id,
+            "version": self.version,
+            "staff_no": self.staff_no,
+            "name": self.name,
+            "role": self.role,
+            "valid_from": self.valid_from,
+            "valid_until": self.valid_until,
+            "schedule": json.dumps(self.schedule, sort_keys=True),
+            "revoked": int(self.revoked),
+            "otp_secret": self.otp_secret,
+            "otp_digits": self.otp_digits,
+            "otp_period": self.otp_period,
+            "doc": json.dumps(self.doc, ensure_ascii=False, sort_keys=True),
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -527,6 +613,35 @@ class Store:
             return cur.rowcount == 1
 
     # ----- throttle -------------------------------------------------------
+
+    # ----- staff and courier codes -----------------------------------------
+
+    def get_staff(self, staff_id: str) -> StaffRow | None:
+        rows = self._q("SELECT * FROM staff WHERE staff_id = ?", (staff_id,))
+        return StaffRow.from_row(rows[0]) if rows else None
+
+    def staff_by_no(self, staff_no: str) -> list[StaffRow]:
+        rows = self._q("SELECT * FROM staff WHERE staff_no = ?", (staff_no,))
+        return [StaffRow.from_row(r) for r in rows]
+
+    def list_staff(self) -> list[StaffRow]:
+        return [StaffRow.from_row(r) for r in self._q("SELECT * FROM staff ORDER BY staff_no")]
+
+    def count_staff(self) -> int:
+        return int(self._q("SELECT count(*) AS n FROM staff WHERE revoked = 0")[0]["n"])
+
+    def put_staff(self, staff: StaffRow) -> None:
+        with self.atomic():
+            row = staff.to_row()
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            self._x(f"INSERT OR REPLACE INTO staff ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
+
+    def delete_staff(self, staff_id: str) -> bool:
+        with self.atomic():
+            cur = self._x("DELETE FROM staff WHERE staff_id = ?", (staff_id,))
+            self._x("DELETE FROM used_steps WHERE order_id = ?", (staff_key(staff_id),))
+            return cur.rowcount > 0
 
     def get_throttle(self, key: str) -> ThrottleRow | None:
         rows = self._q("SELECT * FROM throttle WHERE key = ?", (key,))

@@ -260,7 +260,7 @@ def cmd_backup(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_security(cfg: Config, args: argparse.Namespace) -> int:
     from kiosk.security import bound, explain
 
-    report = bound(cfg, args.orders)
+    report = bound(cfg, args.orders, staff=args.staff)
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
@@ -377,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sec = sub.add_parser("security", help="the chance random guessing opens the door in a night")
     sec.add_argument("--orders", type=int, default=500, metavar="N")
+    sec.add_argument("--staff", type=int, default=0, metavar="N", help="active staff codes")
     sec.add_argument("--json", action="store_true")
     sec.set_defaults(func=cmd_security)
 

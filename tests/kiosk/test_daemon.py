@@ -11,6 +11,7 @@ import pyotp
 import pytest
 
 from hardware.board import SimBoard
+from kiosk.clock import FakeClock
 from kiosk.daemon import DoorDaemon
 from kiosk.inputs import ExitPressed
 from kiosk.notify import Notifier
@@ -19,8 +20,8 @@ from tests.kiosk.helpers import World
 
 
 class Rig:
-    def __init__(self, tmp: Path, **cfg_changes: object) -> None:
-        self.w = World(tmp / "k.db")
+    def __init__(self, tmp: Path, clock: FakeClock | None = None, **cfg_changes: object) -> None:
+        self.w = World(tmp / "k.db", clock=clock or FakeClock())
         cfg = self.w.cfg.replace("hardware", board="sim").replace("display", enabled=False)
         for section, changes in cfg_changes.items():
             cfg = cfg.replace(section, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,180 @@
+"""The staff document (docs/protocol.md, "Staff and courier codes"): validation.
+
+A code for a person, not an order: the owner coming in early, a courier
+restocking, a cleaner. Published retained on ``staff/{staff_id}``, signed
+by a ``hub`` or ``owner`` key; an empty retained payload forgets it, and
+``"revoked": true`` (a newer version) stops it at once.
+
+At the keypad a staff code never collides with a pickup code: it is the
+staff number (one digit longer than the site's pickup numbers) followed by
+all 8 digits of the one-time value, so it is one digit longer than the
+longest pickup entry. One more digit after it asks for an action:
+``STAFF_ACTIONS``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.canonical import check_value
+from protocol.errors import ValidationError
+from protocol.orders import int_field, text_field, time_field, validate_secret
+from protocol.topics import ID_RE, valid_site
+
+ROLES = ("staff", "courier")
+STAFF_DIGITS = 8
+MAX_SCHEDULE = 14
+_HHMM = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])\Z")
+#: the digit after a staff code, before #: what it asks the door to do
+STAFF_ACTIONS = {"1": "open", "7": "day_on", "0": "day_off"}
+
+
+def fail(reason: str, message: str) -> ValidationError:
+    return ValidationError(reason, message)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Weekly hours: ISO weekdays (1 = Monday) and a local time span."""
+
+    days: tuple[int, ...]
+    start: str  # "HH:MM"
+    end: str  # "HH:MM", may be "24:00"; a span past midnight ends the next day
+
+
+@dataclass(frozen=True)
+class Staff:
+    staff_id: str
+    version: int
+    issued_at: float
+    staff_no: str
+    name: str
+    role: str
+    valid_from: float | None
+    valid_until: float | None
+    schedule: tuple[Window, ...]
+    revoked: bool
+    secret: str
+    digits: int
+    period: int
+    public: dict[str, Any]
+
+
+def _hhmm(value: Any, name: str) -> str:
+    if (
+        not isinstance(value, str)
+        or not _HHMM.match(value)
+        or (value.startswith("24") and value != "24:00")
+    ):
+        raise fail("bad_schedule", f"{name} must be a time of day as HH:MM (00:00 to 24:00)")
+    return value
+
+
+def _schedule(value: Any) -> tuple[Window, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_SCHEDULE:
+        raise fail("bad_schedule", f"schedule must be a list of at most {MAX_SCHEDULE} windows")
+    out = []
+    for w in value:
+        if not isinstance(w, dict):
+            raise fail("bad_schedule", "each schedule window is an object: days, from, until")
+        days = w.get("days")
+        if (
+            not isinstance(days, list)
+            or not 1 <= len(days) <= 7
+            or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7 for d in days)
+        ):
+            raise fail("bad_schedule", "days must list ISO weekdays, 1 (Monday) to 7 (Sunday)")
+        out.append(
+            Window(
+                tuple(sorted(set(days))),
+                _hhmm(w.get("from"), "from"),
+                _hhmm(w.get("until"), "until"),
+            )
+        )
+    return tuple(out)
+
+
+def validate_staff(doc: Any, *, site: str, width: int, staff_id: str | None = None) -> Staff:
+    """Check a staff document's shape and values (not its signature).
+
+    ``width`` is the site's pickup-number width: staff numbers are one digit
+    longer. Raises ValidationError; the message never contains the secret.
+    """
+    if not isinstance(doc, dict):
+        raise fail("malformed", "a staff document must be a JSON object")
+    check_value(doc)
+    v = doc.get("v")
+    if isinstance(v, bool) or not isinstance(v, int) or v != 1:
+        raise fail("bad_v", "v must be the integer 1")
+    if not valid_site(doc.get("site")) or doc.get("site") != site:
+        raise fail("wrong_site", f"site must be {site!r}")
+    sid = doc.get("staff_id")
+    if not isinstance(sid, str) or not ID_RE.match(sid):
+        raise fail("bad_staff_id", "staff_id must match [A-Za-z0-9_.-]{1,64}")
+    if staff_id is not None and sid != staff_id:
+        raise fail("staff_id_mismatch", "staff_id differs from the topic's")
+    version = int_field(doc.get("version"), "version", "bad_version", 1, 2**53)
+    issued = time_field(doc.get("issued_at"), "issued_at", "bad_issued_at")
+    assert issued is not None
+    no = doc.get("staff_no")
+    if not isinstance(no, str) or len(no) != width + 1 or not (no.isascii() and no.isdigit()):
+        raise fail("bad_staff_no", f"staff_no must be a string of exactly {width + 1} digits")
+    name = text_field(doc.get("name"), "name", "bad_name", max_len=64) or ""
+    role = doc.get("role")
+    if role not in ROLES:
+        raise fail("bad_role", "role must be one of " + ", ".join(ROLES))
+    valid_from = time_field(doc.get("valid_from"), "valid_from", "bad_valid_from", optional=True)
+    valid_until = time_field(
+        doc.get("valid_until"), "valid_until", "bad_valid_until", optional=True
+    )
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise fail("bad_valid_until", "valid_until must be after valid_from")
+    schedule = _schedule(doc.get("schedule"))
+    revoked = doc.get("revoked", False)
+    if not isinstance(revoked, bool):
+        raise fail("bad_revoked", "revoked must be true or false")
+    otp = doc.get("otp")
+    if not isinstance(otp, dict):
+        raise fail("bad_otp", "otp must be an object with secret, digits and period")
+    secret = validate_secret(otp.get("secret"))
+    digits = int_field(
+        otp.get("digits", STAFF_DIGITS), "otp.digits", "bad_otp_digits", STAFF_DIGITS, STAFF_DIGITS
+    )
+    period = int_field(otp.get("period", 30), "otp.period", "bad_otp_period", 15, 300)
+    return Staff(
+        staff_id=sid,
+        version=version,
+        issued_at=issued,
+        staff_no=no,
+        name=name,
+        role=str(role),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        schedule=schedule,
+        revoked=revoked,
+        secret=secret,
+        digits=digits,
+        period=period,
+        public={k: v for k, v in doc.items() if k not in ("sig", "otp")},
+    )
+
+
+def in_schedule(schedule: tuple[Window, ...], weekday: int, hhmm: str) -> bool:
+    """Whether a local ISO weekday and "HH:MM" fall inside one of the windows
+    (an empty schedule means any time). A window whose end is not after its
+    start runs past midnight into the next day."""
+    if not schedule:
+        return True
+    prev = 7 if weekday == 1 else weekday - 1
+    for w in schedule:
+        end = "24:00" if w.end == "24:00" else w.end
+        if w.start < end:
+            if weekday in w.days and w.start <= hhmm < end:
+                return True
+        elif (weekday in w.days and hhmm >= w.start) or (prev in w.days and hhmm < end):
+            return True  # a window past midnight
+    return False

@@ -1,0 +1,192 @@
+"""Staff and courier codes: intake, the offline check, the door, day mode at the door."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kiosk.staff import StaffIntake
+from protocol.errors import ValidationError
+from protocol.keys import sign_document
+from protocol.otp import hotp, new_secret
+from protocol.staff import in_schedule, validate_staff
+from protocol.times import format_time
+from tests.kiosk.test_daemon import Rig
+
+TZ = ZoneInfo("Asia/Shanghai")
+# Tuesday 2026-06-02 05:30 in Shanghai
+TUESDAY_0530 = datetime(2026, 6, 2, 5, 30, tzinfo=TZ).timestamp()
+
+
+def staff_doc(rig: Rig, **kw: Any) -> dict[str, Any]:
+    now = rig.w.clock.wall()
+    doc: dict[str, Any] = {
+        "v": 1,
+        "site": rig.cfg.site.id,
+        "staff_id": "S-lin",
+        "version": 1,
+        "issued_at": format_time(now - 60),
+        "staff_no": "0042",
+        "name": "林师傅",
+        "role": "courier",
+        "valid_from": format_time(now - 86400),
+        "valid_until": format_time(now + 30 * 86400),
+        "schedule": [{"days": [1, 2, 3, 4, 5, 6], "from": "05:00", "until": "07:00"}],
+        "otp": {"secret": SECRET, "digits": 8, "period": 30},
+    }
+    doc.update(kw)
+    return sign_document(doc, rig.w.owner)
+
+
+SECRET = new_secret()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    from kiosk.clock import FakeClock
+
+    r = Rig(
+        tmp_path,
+        site={"timezone": "Asia/Shanghai"},
+        schedule={"day_mode": "unlocked", "day_start": "08:00", "day_end": "22:00"},
+        clock=FakeClock(wall=TUESDAY_0530),
+    )
+    yield r
+    r.board.close()
+
+
+def take(rig: Rig, doc: dict[str, Any]) -> str:
+    return StaffIntake(rig.w.intake).accept(doc, rig.w.snap(), source="test").outcome
+
+
+def code(rig: Rig, extra: str = "") -> str:
+    return "0042" + hotp(SECRET, int(rig.w.clock.wall() // 30), 8) + extra
+
+
+def test_a_courier_opens_in_their_hours_and_is_named(rig: Rig) -> None:
+    assert take(rig, staff_doc(rig)) == "stored"
+    rig.type(code(rig) + "#")
+    assert rig.board.relay_active()
+    entry = rig.w.events("staff_entry")[-1]
+    assert entry["detail"] == {
+        "staff_id": "S-lin",
+        "role": "courier",
+        "name": "林师傅",
+        "action": "open",
+    }
+    unlocked = rig.w.events("door_unlocked")[-1]["detail"]
+    assert unlocked == {"by": "staff", "staff_id": "S-lin", "role": "courier"}
+    assert rig.screens[-1].kind == "staff_open" and rig.screens[-1].customer == "林*傅"
+    # one use per step
+    rig.advance(6)
+    rig.type(code(rig) + "#")
+    assert rig.screens[-1].reason == "replayed"
+
+
+def test_outside_hours_revoked_and_after_the_window_are_refused(rig: Rig) -> None:
+    take(rig, staff_doc(rig))
+    rig.w.clock.advance(2 * 3600)  # 07:30: past the courier's hours
+    rig.type(code(rig) + "#")
+    assert not rig.board.relay_active()
+    assert rig.screens[-1].reason == "staff_outside_hours"
+    ev = rig.w.events("code_rejected")[-1]
+    assert ev["detail"] == {"reason": "staff_outside_hours", "staff_id": "S-lin"}
+    rig.w.clock.advance(6 * 86400 - 2 * 3600)  # next Monday 05:30: in hours again
+    take(rig, staff_doc(rig, version=2, revoked=True))
+    rig.type(code(rig) + "#")
+    assert rig.screens[-1].reason == "staff_revoked"
+    take(rig, staff_doc(rig, version=3, valid_until=format_time(rig.w.clock.wall() - 1)))
+    rig.type(code(rig) + "#")
+    assert rig.screens[-1].reason == "staff_outside_window"
+    assert not rig.board.relay_active()
+
+
+def test_staff_switch_day_mode_at_the_door_in_staffed_hours_only(rig: Rig) -> None:
+    take(rig, staff_doc(rig, schedule=None))  # any hour
+    rig.type(code(rig, "7") + "#")  # 05:30: not staffed hours
+    assert rig.screens[-1].reason == "day_toggle_not_now"
+    rig.w.clock.advance(3 * 3600)  # 08:30: staffed; the schedule made it day
+    rig.d.tick()
+    rig.advance(61)
+    assert rig.d.day and rig.board.relay_active()
+    rig.type(code(rig, "0") + "#")  # the owner closes early
+    assert not rig.d.day and not rig.board.relay_active()
+    assert rig.w.events("mode_changed")[-1]["detail"] == {"mode": "night"}
+    rig.advance(61)  # the schedule does not undo her switch ...
+    assert not rig.d.day
+    rig.advance(31)
+    rig.type(code(rig, "7") + "#")  # ... and she can switch it back
+    assert rig.d.day
+    assert [e["detail"]["action"] for e in rig.w.events("staff_entry")] == ["day_off", "day_on"]
+
+
+def test_pickup_codes_still_work_beside_staff_codes(rig: Rig) -> None:
+    take(rig, staff_doc(rig))
+    doc = rig.w.add()
+    rig.type(rig.code(doc) + "#")
+    assert rig.board.relay_active()
+    assert rig.types()[-2:] == ["code_accepted", "door_unlocked"]
+
+
+def test_a_wrong_staff_code_counts_against_the_full_code_limit(rig: Rig) -> None:
+    take(rig, staff_doc(rig))
+    for _ in range(rig.cfg.throttle.full_code_burst):
+        rig.type("0042" + "12345678" + "#")
+    assert rig.screens[-1].reason == "wrong_code"
+    rig.type("0042" + "12345678" + "#")
+    assert rig.screens[-1].reason == "throttled"
+    rig.advance(rig.cfg.throttle.full_code_refill_s)
+    rig.type(code(rig) + "#")
+    assert rig.board.relay_active()
+
+
+def test_schedule_windows_past_midnight() -> None:
+    from protocol.staff import Window
+
+    night = (Window((5,), "22:00", "02:00"),)  # Friday night into Saturday
+    assert in_schedule(night, 5, "23:30") and in_schedule(night, 6, "01:59")
+    assert not in_schedule(night, 6, "02:00") and not in_schedule(night, 5, "21:59")
+    assert in_schedule((), 3, "12:00")
+
+
+GOOD = {
+    "v": 1,
+    "site": "s",
+    "staff_id": "S-1",
+    "version": 1,
+    "issued_at": "2026-06-01T00:00:00Z",
+    "staff_no": "0042",
+    "name": "Lin",
+    "role": "staff",
+    "otp": {"secret": SECRET, "digits": 8},
+}
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key=st.sampled_from([*sorted(GOOD), "schedule", "valid_from", "revoked"]),
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.text(max_size=30),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    ),
+)
+def test_a_mutated_staff_document_is_refused_with_a_reason_or_taken(key: str, value: Any) -> None:
+    doc = dict(GOOD)
+    doc[key] = value
+    try:
+        staff = validate_staff(doc, site="s", width=3)
+    except ValidationError as err:
+        assert err.reason and SECRET not in str(err)
+        return
+    assert staff.staff_no == doc["staff_no"]  # taken only with every field in its domain
