@@ -134,10 +134,10 @@ def ask_kiosk(
     key_path = settings.query_key or settings.need_key()
     key = load_private_key(key_path)
     sent = send_command(conn, site, "orders", {"order_ids": ids[:MAX_ORDER_IDS]}, key)
-    print(f"asking {site} whether {', '.join(ids)} can still open ...", file=sys.stderr)
+    print(f"asking {site} whether order {', '.join(ids)} was collected ...", file=sys.stderr)
     result = wait_result(conn, ResultReader(site, sent.cmd_id), time.monotonic() + timeout)
     if result is None:
-        raise NoWord(f"the kiosk did not answer within {timeout:g} s")
+        raise NoWord(f"no answer within {timeout:g} s")
     if result["ok"] is not True:
         hint = ""
         if result.get("reason") == "wrong_role":
@@ -145,7 +145,7 @@ def ask_kiosk(
                 " (a hub key may not sign the orders command: set query_key to an owner "
                 "or auditor key)"
             )
-        raise NoWord(f"the kiosk would not say: {refusal_text(result)}{hint}")
+        raise NoWord(f"it refused the question: {refusal_text(result)}{hint}")
     return parse_orders_answer(result, ids)
 
 
@@ -164,20 +164,20 @@ def check_pickup_number(
     if not others:
         return
     no, site = doc["pickup_no"], doc["site"]
-    named = ", ".join(f"{o} ({held[o].get('status')} per the broker)" for o in others)
+    named = ", ".join(f"order {o} ({held[o].get('status')} per the broker)" for o in others)
     if force:
         print(f"warning: pickup number {no} is also held by {named}; --force", file=sys.stderr)
         return
     todo = (
-        f"if it was collected, record that: kioskctl order update {others[0]} --status "
+        f"if it was collected, record that with kioskctl order update {others[0]} --status "
         f"collected; or publish anyway with --force"
     )
     try:
         kiosk = ask_kiosk(conn, site, others, settings, timeout)
     except NoWord as err:
         raise CtlError(
-            f"pickup number {no} is held by {named}; {site} cannot tell whether it was "
-            f"collected: {err}. {todo[0].upper()}{todo[1:]}"
+            f"pickup number {no} is held by {named}, and {site} did not say whether it was "
+            f"collected ({err}). {todo[0].upper()}{todo[1:]}"
         ) from None
     times = Times()
     still = []
