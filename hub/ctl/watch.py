@@ -50,9 +50,13 @@ MAX_PAGES = 10_000
 
 
 def collect_status(conn: Connection, site: str | None) -> dict[str, dict[str, Any]]:
-    """site -> its retained status document (strictly decoded; others skipped)."""
+    """site -> its retained status document, as the broker holds it."""
     filt = topics.status(site) if site else topics.status("+")
-    found = conn.collect_retained([filt])
+    return parse_statuses(conn.collect_retained([filt]))
+
+
+def parse_statuses(found: Mapping[str, Message]) -> dict[str, dict[str, Any]]:
+    """site -> status document from retained messages (strictly decoded; others skipped)."""
     out: dict[str, dict[str, Any]] = {}
     for topic, msg in sorted(found.items()):
         parsed = topics.parse(topic)

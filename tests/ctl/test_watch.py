@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from protocol import topics
-from protocol.keys import Keyring, Role
+from protocol.keys import Keyring, Role, key_id
 from tests.broker import Broker, free_port
 from tests.ctl import FakeKiosk, keygen, make_chain, publish_retained, run_ctl
 
@@ -302,3 +302,40 @@ def test_config_file_and_precedence(tmp_path: Path, broker: Broker) -> None:
     conf.write_text('brokr = "x"\n')
     proc = run_ctl("status", "--config", str(conf))
     assert proc.returncode == 64 and "brokr" in proc.stderr and str(conf) in proc.stderr
+
+
+def test_logs_name_the_key_and_reason_of_a_remote_unlock(
+    owner: dict[str, Any], tmp_path: Path
+) -> None:
+    kid = key_id(owner["pub"])
+    detail = {
+        "cmd_id": "unlock-1778642529-9f0c2a4d1e7b",
+        "cmd": "unlock",
+        "ok": True,
+        "error": "",
+        "key_id": kid,
+        "reason": "courier with a delivery",
+    }
+    events = make_chain(
+        SITE,
+        [
+            ("command", None, detail),
+            ("door_unlocked", None, {"by": "command", "cmd_id": detail["cmd_id"]}),
+        ],
+    )
+    conf = tmp_path / "ctl.toml"
+    conf.write_text(f'[keys]\n{kid} = "laptop"\n')
+    kiosk = FakeKiosk(owner["port"], SITE, serve_logs(events))
+    try:
+        named = run_ctl("logs", "--since", "0", "--config", str(conf), env=owner["env"])
+        utc = run_ctl("logs", "--since", "0", "--utc", env=owner["env"])
+    finally:
+        kiosk.close()
+    assert named.returncode == 0, named.stderr
+    words = '(reason "courier with a delivery", key "laptop")'
+    lines = named.stdout.splitlines()
+    assert lines[0].endswith(f"remote unlock {detail['cmd_id']} accepted {words}")
+    assert lines[1].endswith(f"door unlocked by remote command {detail['cmd_id']} {words}")
+    assert utc.stderr.startswith("times are UTC")
+    assert utc.stdout.startswith("2026-05-13 01:01:00  #1 ")  # the event's own UTC time
+    assert f"key {kid})" in utc.stdout  # unnamed: the key id
