@@ -19,7 +19,7 @@ from hub.ctl.config import Settings, SubParsers
 from hub.ctl.holders import Retained, can_open, check_pickup_number, expired, fetch_orders
 from hub.ctl.keys import load_private_key
 from hub.ctl.mqtt import Connection, CtlError, UsageError
-from hub.ctl.words import Times, clean, to_unix
+from hub.ctl.words import Times, clean
 from protocol import topics
 from protocol.errors import ValidationError
 from protocol.keys import sign_document
@@ -355,7 +355,7 @@ def refuse_closed(doc: dict[str, Any], now: float) -> None:
 
 
 def order_rows(retained: Retained, now: float) -> list[dict[str, Any]]:
-    """The public fields of each order, by pickup number; never the secret."""
+    """The public fields of each order; never the secret."""
     rows = []
     for oid, doc in retained.docs.items():
         rows.append(
@@ -371,7 +371,8 @@ def order_rows(retained: Retained, now: float) -> list[dict[str, Any]]:
                 "can_open": can_open(doc, now),
             }
         )
-    rows.sort(key=lambda r: (r["pickup_no"], to_unix(r["issued_at"]) or 0.0, r["order_id"]))
+    # by number; of orders sharing one, the one that can still open first
+    rows.sort(key=lambda r: (r["pickup_no"], not r["can_open"], r["order_id"]))
     return rows
 
 

@@ -328,12 +328,12 @@ def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
     trail = _Trail(site, cmd_id, times)
     reader = ResultReader(site, cmd_id)
     until = f"valid until {times.clock(expires)}" if expires is not None else "expiry unknown"
-    print(
-        f"waiting up to {timeout:.0f} s for the answer to {cmd_id} from {site} ({until})",
-        file=sys.stderr,
-    )
     with Connection(settings.broker, timeout=settings.timeout) as conn:
         conn.subscribe([reader.topic, topics.events(site)])
+        print(
+            f"waiting up to {timeout:.0f} s for the answer to {cmd_id} from {site} ({until})",
+            file=sys.stderr,
+        )
         if key is not None:
             last_seq = last_seq_of(conn, site)
             since = max(0, last_seq - HISTORY) if last_seq is not None else 0

@@ -185,10 +185,12 @@ class FakeKiosk:
         props = Properties(PacketTypes.CONNECT)
         if self.persistent:
             props.SessionExpiryInterval = 3600
+        # Set before connecting: a persistent session's queued commands arrive
+        # right after CONNACK, and their results go out on this client.
+        self.client = c
         c.connect("127.0.0.1", self.port, clean_start=not self.persistent, properties=props)
         c.loop_start()
         assert connected.wait(10), "fake kiosk could not connect"
-        self.client = c
         c.subscribe(topics.cmd_filter(self.site), qos=1)
         assert subscribed.wait(10)
 

@@ -45,6 +45,7 @@ class KioskModel:
         orders: dict[str, dict[str, Any] | None] | None = None,
         door: str = "auto",
         first_seq: int = 1,
+        logs: list[dict[str, Any]] | None = None,
     ) -> None:
         self.site = site
         self.keyring = Keyring(
@@ -57,6 +58,7 @@ class KioskModel:
         self.blocked: set[str] = set()
         self.floor: float | None = None
         self.events: list[dict[str, Any]] = []
+        self.logs = list(logs or [])  # log records as published on log
         self._seq = first_seq - 1
         self._prev = ZERO_HASH
         self._lock = threading.Lock()
@@ -64,14 +66,22 @@ class KioskModel:
 
     # -- the trail --------------------------------------------------------------
 
-    def record(self, type_: str, detail: dict[str, Any], order_id: str | None = None) -> None:
+    def record(
+        self,
+        type_: str,
+        detail: dict[str, Any],
+        order_id: str | None = None,
+        *,
+        ts: float | None = None,
+        clock: str = "synced",
+    ) -> None:
         self._seq += 1
         ev = build_event(
             site=self.site,
             seq=self._seq,
             prev_hash=self._prev,
-            ts=time.time(),
-            clock="synced",
+            ts=time.time() if ts is None else ts,
+            clock=clock,
             type_=type_,
             order_id=order_id,
             detail=detail,
@@ -198,6 +208,7 @@ class KioskModel:
 
     def _cmd_logs(self, command: Command, args: dict[str, Any]) -> list[dict[str, Any]]:
         wanted = [e for e in self.events if e["seq"] > args["since_seq"]]
+        logs = [r for r in self.logs if r["seq"] > args["since_log_seq"]][-200:]
         pages = [wanted[i : i + 200] for i in range(0, len(wanted), 200)] or [[]]
         return [
             {
@@ -206,7 +217,7 @@ class KioskModel:
                 "page": n,
                 "last": n == len(pages),
                 "events": page,
-                "logs": [],
+                "logs": logs if n == 1 else [],
             }
             for n, page in enumerate(pages, 1)
         ]
