@@ -521,7 +521,14 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--site")
     p.set_defaults(func="order_forget")
 
-    p = sub.add_parser("code", parents=[common], help="print a customer's current pickup code")
+    p = sub.add_parser(
+        "code",
+        parents=[common],
+        help="print a customer's current pickup code",
+        description="Prints the pickup code (pickup number + TOTP now) of an order from the "
+        "broker's retained copy or --file. No code for an order that is collected, "
+        "cancelled or expired (exit 1): the door no longer opens for it.",
+    )
     p.add_argument("order", metavar="ORDER", nargs="?")
     p.add_argument("--site")
     p.add_argument("--file", metavar="FILE", help="read the order document from a file")

@@ -58,6 +58,7 @@ from protocol.orders import printable
 RESULT_GRACE_S = 40.0
 #: events of the trail ``wait`` looks through for the command's outcome
 HISTORY = 200
+NO_LOGS = 2**53  # the largest since_log_seq a kiosk takes
 _CMD_ID_TIME = re.compile(r"^[A-Za-z0-9_.]{1,16}-(\d{10})-[0-9a-f]{12}\Z")
 
 
@@ -337,7 +338,9 @@ def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
         if key is not None:
             last_seq = last_seq_of(conn, site)
             since = max(0, last_seq - HISTORY) if last_seq is not None else 0
-            logs = send_command(conn, site, "logs", {"since_seq": since}, key)
+            # events only: no log record has a seq that high
+            trail_args = {"since_seq": since, "since_log_seq": NO_LOGS}
+            logs = send_command(conn, site, "logs", trail_args, key)
             trail.logs = ResultReader(site, logs.cmd_id)
         else:
             print("(no --key: the audit trail is not searched for its outcome)", file=sys.stderr)
