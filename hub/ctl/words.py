@@ -12,6 +12,7 @@ computer's local zone (said once, :meth:`Times.zone_note`) or in UTC.
 from __future__ import annotations
 
 import json
+import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -131,7 +132,7 @@ class Times:
         if not 0 <= t < MAX_TIME:
             return "?"
         when = self.dt(t)
-        day = self.dt(ref if ref is not None and 0 <= ref < MAX_TIME else _now()).date()
+        day = self.dt(ref if ref is not None and 0 <= ref < MAX_TIME else time.time()).date()
         fmt = "%H:%M:%S" if seconds else "%H:%M"
         return when.strftime(fmt if when.date() == day else f"%Y-%m-%d {fmt}")
 
@@ -148,12 +149,6 @@ class Times:
             f"times are this computer's local time ({self.zone()}); kioskctl does not "
             f"know the kiosk's time zone (--utc for UTC)"
         )
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 # -- events in words ------------------------------------------------------------
