@@ -2,13 +2,14 @@
 
 The reference implementation of docs/protocol.md for everything that is not the
 kiosk: signing keys, order documents, owner commands, status and the audit
-trail. Subcommands live in ``sync/ctl_*.py`` by job; this module parses the
+trail. Subcommands live in ``hub/ctl/*.py`` by job; this module parses the
 command line, resolves settings and turns every expected failure into one
 line on stderr and an exit code (never a traceback):
 
     0   done
     1   refused by the kiosk, or a failure of the command itself
-    2   no answer from the kiosk within the timeout
+    2   no answer from the kiosk within the timeout (the command may still run:
+        the message says until when)
     3   audit chain problem (gap, reorder or changed event)
     4   broker unreachable, credentials refused, or no acknowledgement
     64  bad arguments or settings
@@ -23,9 +24,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from hub.ctl import chain as ctl_chain
 from hub.ctl import commands as ctl_commands
 from hub.ctl import keys as ctl_keys
 from hub.ctl import orders as ctl_orders
+from hub.ctl import unlock as ctl_unlock
 from hub.ctl import watch as ctl_watch
 from hub.ctl.config import Settings, add_common_flags, resolve
 from hub.ctl.mqtt import CtlError, UsageError
@@ -45,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kioskctl",
         description="Owner and hub tool for pickup kiosks: keys, orders, codes, status, "
-        "logs and remote unlock over MQTT (protocol v1, docs/protocol.md).",
-        epilog="Exit codes: 0 ok, 1 refused/failed, 2 no answer, 3 audit chain problem, "
-        "4 broker problem, 64 bad arguments. See docs/owner.md.",
+        "logs and remote unlock over MQTT (pickup protocol v1, docs/protocol.md).",
+        epilog="Exit codes: 0 ok, 1 refused/failed, 2 no answer (yet), 3 audit chain "
+        "problem, 4 broker problem, 64 bad arguments, 130 interrupted. See docs/owner.md.",
     )
     try:
         from importlib.metadata import version
@@ -62,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     ctl_keys.add_parsers(sub, common)
     ctl_orders.add_parsers(sub, common)
+    ctl_unlock.add_parsers(sub, common)
     ctl_commands.add_parsers(sub, common)
     ctl_watch.add_parsers(sub, common)
+    ctl_chain.add_parsers(sub, common)
     return parser
 
 
@@ -72,17 +77,23 @@ def dispatch(args: argparse.Namespace) -> int:
     if func == "keygen":
         return ctl_keys.cmd_keygen(args)
     if func == "verify_events":
-        return ctl_watch.cmd_verify_events(args)
+        return ctl_chain.cmd_verify_events(args)
     settings: Settings = resolve(args)
     if func == "sign":
         return ctl_keys.cmd_sign(args, settings.need_key())
+    if func == "key_id":
+        return ctl_keys.cmd_key_id(args, dict(settings.key_names))
     handlers = {
         "order_publish": ctl_orders.cmd_publish,
         "order_update": ctl_orders.cmd_update,
         "order_forget": ctl_orders.cmd_forget,
+        "order_list": ctl_orders.cmd_list,
         "code": ctl_orders.cmd_code,
-        "unlock": ctl_commands.cmd_unlock,
+        "unlock": ctl_unlock.cmd_unlock,
+        "wait": ctl_unlock.cmd_wait,
+        "cancel": ctl_unlock.cmd_cancel,
         "sync": ctl_commands.cmd_sync,
+        "time": ctl_commands.cmd_time,
         "status": ctl_watch.cmd_status,
         "logs": ctl_watch.cmd_logs,
     }

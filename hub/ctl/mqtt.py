@@ -7,6 +7,12 @@ or a subscription (ACLs) comes back as a reason code instead of silence.
 
 Every failure leaves as :class:`BrokerError` with a one-line message that
 names the broker; nothing here prints.
+
+What the broker sends is untrusted (docs/threat-model.md, "kioskctl"): the
+CONNECT asks it for packets of at most :data:`MAX_PACKET` bytes, and the
+queue between paho's thread and the command holds at most
+:data:`MAX_QUEUED` messages; beyond that messages are counted in
+``dropped`` and not kept, so a flood costs bounded memory.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ from urllib.parse import unquote, urlsplit
 from protocol.errors import PickupError as KioskError
 
 DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
+#: the largest payload kioskctl decodes: a `logs` page holds up to 200 events
+#: and 200 log records, far below this
+MAX_MESSAGE = 2 * 1024 * 1024
+MAX_PACKET = MAX_MESSAGE + 64 * 1024  # payload plus topic and properties
+MAX_QUEUED = 20_000
 
 
 class CtlError(KioskError):
@@ -96,7 +107,8 @@ class Connection:
         self.settings = settings
         self.timeout = timeout
         self.client_id = f"kioskctl-{secrets.token_hex(6)}"
-        self.messages: queue.Queue[Message] = queue.Queue()
+        self.messages: queue.Queue[Message] = queue.Queue(MAX_QUEUED)
+        self.dropped = 0  # messages not kept: the queue was full
         self._lock = threading.Condition()
         self._connected = False
         self._connect_error: str | None = None
@@ -134,13 +146,18 @@ class Connection:
             self._lock.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
-        self.messages.put_nowait(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        try:
+            self.messages.put_nowait(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        except queue.Full:
+            self.dropped += 1
 
     # -- lifecycle ------------------------------------------------------------
 
     def __enter__(self) -> Connection:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         host, port, tls = self.settings.endpoint()
         where = self.settings.display()
@@ -165,8 +182,10 @@ class Connection:
                 client.tls_set(ca_certs=self.settings.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise BrokerError(f"cannot use CA file {self.settings.ca_file}: {exc}") from None
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.MaximumPacketSize = MAX_PACKET  # the broker drops larger messages for us
         try:
-            client.connect(host, port, keepalive=30)
+            client.connect(host, port, keepalive=30, properties=props)
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise BrokerError(f"cannot reach the broker at {where}: {reason}") from None

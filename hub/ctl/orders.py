@@ -1,10 +1,9 @@
-"""The hub's side of orders: publish, update, cancel, forget, and codes.
+"""The hub's side of orders: publish, update, cancel, forget, list, and codes.
 
 Every document is checked with the kiosk's own ``validate_order`` before it
 is signed, so what kioskctl publishes is exactly what a kiosk accepts. The
-retained documents on the broker are the hub's memory here: ``update`` reads
-the current one back, and ``publish`` reads the site's orders to refuse a
-pickup number that another active order already holds.
+retained documents on the broker are read through :mod:`hub.ctl.holders`
+(strictly decoded and validated; who holds a pickup number).
 """
 
 from __future__ import annotations
@@ -17,19 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from hub.ctl.config import Settings, SubParsers
+from hub.ctl.holders import Retained, can_open, check_pickup_number, expired, fetch_orders
 from hub.ctl.keys import load_private_key
 from hub.ctl.mqtt import Connection, CtlError, UsageError
+from hub.ctl.words import Times, clean
 from protocol import topics
 from protocol.errors import ValidationError
 from protocol.keys import sign_document
-from protocol.orders import ACTIVE_STATUSES, STATUSES, validate_order
+from protocol.orders import STATUSES, validate_order
 from protocol.otp import backup_code as otp_backup_code
 from protocol.otp import new_secret, pickup_code, seconds_left
 from protocol.otp import otpauth_uri as otp_uri
 from protocol.times import format_time as rfc3339
 from protocol.topics import ID_RE
-
-ACTIVE = ACTIVE_STATUSES
 
 
 def parse_item(text: str) -> dict[str, Any]:
@@ -80,46 +79,6 @@ def check_order(doc: dict[str, Any], site: str, width: int) -> None:
         validate_order(doc, site=site, width=width)
     except ValidationError as err:
         raise CtlError(f"invalid order: {err}") from None
-
-
-def parse_retained(site: str, found: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Order id -> document from retained messages; empty or broken ones skipped."""
-    docs: dict[str, dict[str, Any]] = {}
-    for topic, msg in found.items():
-        parsed = topics.parse(topic)
-        if parsed is None or parsed.site != site or parsed.kind != topics.ORDERS:
-            continue
-        if not topics.valid_id(parsed.ident):
-            continue
-        if not msg.payload:
-            continue
-        try:
-            doc = json.loads(msg.payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(doc, dict):
-            docs[str(parsed.ident)] = doc
-    return docs
-
-
-def fetch_orders(
-    conn: Connection, site: str, order_id: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """The retained orders of a site (or just one), as the broker holds them."""
-    filt = topics.order(site, order_id) if order_id else topics.orders_filter(site)
-    return parse_retained(site, conn.collect_retained([filt]))
-
-
-def pickup_conflict(doc: dict[str, Any], held: dict[str, dict[str, Any]]) -> str | None:
-    """The id of another active order holding ``doc``'s pickup number, if any."""
-    if doc.get("status") not in ACTIVE:
-        return None
-    for oid, other in sorted(held.items()):
-        if oid == doc.get("order_id"):
-            continue
-        if other.get("status") in ACTIVE and other.get("pickup_no") == doc.get("pickup_no"):
-            return oid
-    return None
 
 
 def current_code(doc: dict[str, Any], now: float) -> tuple[str, int]:
@@ -201,24 +160,27 @@ def publish_signed(conn: Connection, doc: dict[str, Any], key_path: str) -> dict
     return signed
 
 
-def refuse_conflicts(doc: dict[str, Any], held: dict[str, dict[str, Any]]) -> None:
-    other = pickup_conflict(doc, held)
-    if other is not None:
-        raise CtlError(
-            f"pickup number {doc['pickup_no']} is already used by active order {other} at "
-            f"site {doc['site']}; choose another (or --no-check to skip this check)"
-        )
-    mine = held.get(str(doc["order_id"]))
-    if (
-        mine is not None
-        and isinstance(mine.get("version"), int)
-        and mine["version"] >= doc["version"]
-    ):
+def refuse_old_version(doc: dict[str, Any], retained: Retained) -> None:
+    mine = retained.docs.get(str(doc["order_id"]))
+    if mine is not None and mine["version"] >= doc["version"]:
         raise CtlError(
             f"the broker already holds version {mine['version']} of order {doc['order_id']}; "
             f"a kiosk ignores version {doc['version']}: use 'kioskctl order update' "
             f"or --version {mine['version'] + 1}"
         )
+
+
+def current_doc(retained: Retained, order_id: str, site: str) -> dict[str, Any]:
+    """The broker's valid document for ``order_id``; CtlError if none."""
+    if order_id in retained.invalid:
+        raise CtlError(
+            f"the broker's copy of order {order_id} is not a valid order: "
+            f"{retained.invalid[order_id]}"
+        )
+    doc = retained.docs.get(order_id)
+    if doc is None:
+        raise CtlError(f"the broker holds no order {order_id} for site {site}")
+    return doc
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -248,7 +210,11 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     check_order(doc, site, settings.pickup_no_width)
     with Connection(settings.broker, timeout=settings.timeout) as conn:
         if not args.no_check:
-            refuse_conflicts(doc, fetch_orders(conn, site))
+            retained = fetch_orders(conn, site, settings.pickup_no_width)
+            refuse_old_version(doc, retained)
+            check_pickup_number(
+                conn, doc, retained.docs, settings, force=args.force, timeout=args.timeout
+            )
         publish_signed(conn, doc, key_path)
     print(
         f"published order {doc['order_id']} to site {site} "
@@ -270,11 +236,9 @@ def cmd_update(args: argparse.Namespace, settings: Settings, *, status: str | No
     if new_status is None and slot is None and getattr(args, "expires_in", None) is None:
         raise UsageError("nothing to change: give --status, --slot or --expires-in")
     with Connection(settings.broker, timeout=settings.timeout) as conn:
-        held = fetch_orders(conn, site, None if args.no_check else args.order)
-        current = held.get(args.order)
-        if current is None:
-            raise CtlError(f"the broker holds no order {args.order} for site {site}")
-        check_order(current, site, settings.pickup_no_width)
+        width = settings.pickup_no_width
+        retained = fetch_orders(conn, site, width, args.order if args.no_check else None)
+        current = current_doc(retained, args.order, site)
         doc = {k: v for k, v in current.items() if k != "sig"}
         now = time.time()
         if new_status is not None:
@@ -287,7 +251,14 @@ def cmd_update(args: argparse.Namespace, settings: Settings, *, status: str | No
         doc["issued_at"] = rfc3339(now)
         check_order(doc, site, settings.pickup_no_width)
         if not args.no_check:
-            refuse_conflicts(doc, held)
+            check_pickup_number(
+                conn,
+                doc,
+                retained.docs,
+                settings,
+                force=getattr(args, "force", False),
+                timeout=getattr(args, "timeout", 10.0),
+            )
         publish_signed(conn, doc, key_path)
     print(
         f"order {doc['order_id']} at site {site}: version {doc['version']}, "
@@ -319,12 +290,14 @@ def cmd_code(args: argparse.Namespace, settings: Settings) -> int:
         if not args.order:
             raise UsageError("which order? kioskctl code --site SITE ORDER (or --file FILE)")
         site = settings.need_site()
+        if not ID_RE.match(args.order):
+            raise UsageError(f"order id {args.order!r} is not valid ([A-Za-z0-9_.-]{{1,64}})")
         with Connection(settings.broker, timeout=settings.timeout) as conn:
-            doc = fetch_orders(conn, site, args.order).get(args.order) or {}
-        if not doc:
-            raise CtlError(f"the broker holds no order {args.order} for site {site}")
+            retained = fetch_orders(conn, site, settings.pickup_no_width, args.order)
+        doc = current_doc(retained, args.order, site)
     check_order(doc, site, settings.pickup_no_width)
     now = time.time()
+    refuse_closed(doc, now)
     if args.json:
         code, left = current_code(doc, now)
         out = {
@@ -340,7 +313,7 @@ def cmd_code(args: argparse.Namespace, settings: Settings) -> int:
             out["backup_code"] = backup_code(doc)
         print(json.dumps(out))
         return 0
-    if doc.get("status") != "ready":
+    if doc.get("status") != "ready":  # pending_payment or paid: it will be ready later
         print(
             f"note: order {doc['order_id']} is {doc.get('status')}; the door opens only "
             f"for ready orders",
@@ -362,6 +335,87 @@ def cmd_code(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def refuse_closed(doc: dict[str, Any], now: float) -> None:
+    """No code for an order the door will never open for again."""
+    oid, status = doc["order_id"], doc.get("status")
+    if status in ("collected", "cancelled"):
+        raise CtlError(
+            f"order {oid} is {status}: the door does not open for its code any more, so "
+            f"kioskctl prints none"
+        )
+    if expired(doc, now):
+        at = Times().stamp(doc.get("expires_at"))
+        raise CtlError(
+            f"order {oid} expired at {at}: the door does not open for its code any more, "
+            f"so kioskctl prints none (kioskctl order update {oid} --expires-in HOURS extends it)"
+        )
+
+
+# -- order list -------------------------------------------------------------------
+
+
+def order_rows(retained: Retained, now: float) -> list[dict[str, Any]]:
+    """The public fields of each order; never the secret."""
+    rows = []
+    for oid, doc in retained.docs.items():
+        rows.append(
+            {
+                "order_id": oid,
+                "pickup_no": doc["pickup_no"],
+                "status": doc["status"],
+                "slot": doc.get("slot"),
+                "version": doc["version"],
+                "issued_at": doc["issued_at"],
+                "expires_at": doc.get("expires_at"),
+                "expired": expired(doc, now),
+                "can_open": can_open(doc, now),
+            }
+        )
+    # by number; of orders sharing one, the one that can still open first
+    rows.sort(key=lambda r: (r["pickup_no"], not r["can_open"], r["order_id"]))
+    return rows
+
+
+def order_table(rows: list[dict[str, Any]], times: Times) -> str:
+    head = ["ORDER", "NUMBER", "STATUS", "SLOT", "VERSION", "ISSUED", "EXPIRES"]
+    table = [head]
+    for r in rows:
+        status = r["status"] + (", expired" if r["expired"] else "")
+        table.append(
+            [
+                clean(r["order_id"], 64),
+                r["pickup_no"],
+                status,
+                clean(r["slot"], 16) if r["slot"] else "-",
+                str(r["version"]),
+                times.stamp(r["issued_at"]),
+                times.stamp(r["expires_at"]),
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    )
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    site = settings.need_site()
+    with Connection(settings.broker, timeout=settings.timeout) as conn:
+        retained = fetch_orders(conn, site, settings.pickup_no_width)
+    for oid, why in sorted(retained.invalid.items()):
+        print(f"warning: order {clean(oid)}: not a valid order document: {why}", file=sys.stderr)
+    rows = order_rows(retained, time.time())
+    if args.status:
+        rows = [r for r in rows if r["status"] == args.status]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    elif rows:
+        print(order_table(rows, Times(args.utc)))
+    else:
+        print(f"no orders for site {site} on the broker", file=sys.stderr)
+    return 0
+
+
 def add_order_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--width",
@@ -372,8 +426,26 @@ def add_order_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_holder_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even if another order that can still open holds the pickup number",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the kiosk when asking whether a holder was collected "
+        "(default 10)",
+    )
+
+
 def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
-    order = sub.add_parser("order", help="publish, update, cancel or forget orders (hub side)")
+    order = sub.add_parser(
+        "order", help="publish, update, cancel, list or forget orders (hub side)"
+    )
     osub = order.add_subparsers(dest="order_cmd", metavar="ACTION", required=True)
 
     p = osub.add_parser("publish", parents=[common], help="sign and publish an order (retained)")
@@ -404,6 +476,7 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip reading the site's orders (pickup number and version checks)",
     )
+    add_holder_flags(p)
     add_order_flags(p)
     p.set_defaults(func="order_publish")
 
@@ -418,6 +491,7 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-check", dest="no_check", action="store_true", help="skip the pickup number check"
     )
+    add_holder_flags(p)
     add_order_flags(p)
     p.set_defaults(func="order_update")
 
@@ -429,13 +503,32 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func="order_cancel")
 
     p = osub.add_parser(
+        "list",
+        parents=[common],
+        help="the site's orders as the broker holds them (never their secrets)",
+    )
+    p.add_argument("--site")
+    p.add_argument("--status", choices=STATUSES, help="only orders in this status")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--utc", action="store_true", help="show times in UTC, not local time")
+    add_order_flags(p)
+    p.set_defaults(func="order_list")
+
+    p = osub.add_parser(
         "forget", parents=[common], help="clear the retained order (kiosks drop it and its secret)"
     )
     p.add_argument("order", metavar="ORDER")
     p.add_argument("--site")
     p.set_defaults(func="order_forget")
 
-    p = sub.add_parser("code", parents=[common], help="print a customer's current pickup code")
+    p = sub.add_parser(
+        "code",
+        parents=[common],
+        help="print a customer's current pickup code",
+        description="Prints the pickup code (pickup number + TOTP now) of an order from the "
+        "broker's retained copy or --file. No code for an order that is collected, "
+        "cancelled or expired (exit 1): the door no longer opens for it.",
+    )
     p.add_argument("order", metavar="ORDER", nargs="?")
     p.add_argument("--site")
     p.add_argument("--file", metavar="FILE", help="read the order document from a file")

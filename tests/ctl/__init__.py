@@ -14,6 +14,7 @@ from typing import Any
 
 from protocol import topics
 from protocol.events import ZERO_HASH, event_hash
+from tests.ctl.model import KioskModel
 
 ROOT = Path(__file__).resolve().parents[2]
 # No test may read the developer's ~/.config/kioskctl.toml.
@@ -23,9 +24,14 @@ _HOME = tempfile.mkdtemp(prefix="kioskctl-home-")
 def run_ctl(
     *args: str, env: dict[str, str] | None = None, stdin: str | None = "", timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m sync.ctl ARGS`` with a clean environment."""
+    """Run ``python -m hub.ctl.cli ARGS`` with a clean environment.
+
+    Each call gets its own state directory unless ``KIOSKCTL_STATE_DIR`` is
+    given, so tests do not see each other's recent commands.
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith("KIOSKCTL_")}
     base["HOME"] = _HOME
+    base["KIOSKCTL_STATE_DIR"] = tempfile.mkdtemp(prefix="kioskctl-state-")
     base.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "hub.ctl.cli", *args],
@@ -131,41 +137,85 @@ def read_retained(port: int, topic: str) -> bytes | None:
 class FakeKiosk:
     """Answers signed commands on cmd/+ the way the kiosk's sync agent does.
 
-    ``answer(cmd_doc)`` returns the payloads to publish on cmd_result/{cmd_id}.
-    Every command received is kept in ``commands``.
+    ``answer`` is either a :class:`tests.ctl.model.KioskModel` or a function
+    ``answer(cmd_doc)`` returning the payloads to publish on
+    ``cmd_result/{cmd_id}``. Every command received is kept in ``commands``.
+
+    ``persistent``: a fixed client id, ``clean_start=False`` and a session
+    expiry, like the kiosk's agent, so :meth:`stop` leaves the broker
+    queueing commands for it and :meth:`start` receives them (an agent
+    that was stopped and comes back).
     """
 
     def __init__(
         self,
         port: int,
         site: str,
-        answer: Callable[[dict[str, Any]], list[dict[str, Any]]],
+        answer: Callable[[dict[str, Any]], list[dict[str, Any]]] | KioskModel,
         *,
         then_publish: Callable[[Any], None] | None = None,
+        persistent: bool = False,
     ) -> None:
+        self.port = port
         self.site = site
         self.commands: list[dict[str, Any]] = []
         self.answer = answer
         self.then_publish = then_publish
-        self.client = client(port, f"fake-kiosk-{site}")
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.subscribe(topics.cmd_filter(site), qos=1)
+        self.persistent = persistent
+        if isinstance(answer, KioskModel):
+            answer.publish = self.publish_result
+        self.client: Any = None
+        self.start()
+
+    def start(self) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        c = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"fake-kiosk-{self.site}",
+            protocol=mqtt.MQTTv5,
+        )
+        connected, subscribed = threading.Event(), threading.Event()
+        c.on_connect = lambda *_a: connected.set()
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        if self.persistent:
+            props.SessionExpiryInterval = 3600
+        # Set before connecting: a persistent session's queued commands arrive
+        # right after CONNACK, and their results go out on this client.
+        self.client = c
+        c.connect("127.0.0.1", self.port, clean_start=not self.persistent, properties=props)
+        c.loop_start()
+        assert connected.wait(10), "fake kiosk could not connect"
+        c.subscribe(topics.cmd_filter(self.site), qos=1)
         assert subscribed.wait(10)
+
+    def stop(self) -> None:
+        """Go offline (the broker keeps a persistent session's commands)."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish_result(self, cmd_id: str, body: dict[str, Any]) -> None:
+        self.client.publish(
+            topics.cmd_result(self.site, cmd_id), json.dumps(body, ensure_ascii=False), qos=1
+        )
 
     def _on_message(self, c: Any, _u: Any, msg: Any) -> None:
         doc = json.loads(msg.payload)
         self.commands.append(doc)
-        for page in self.answer(doc):
-            c.publish(
-                topics.cmd_result(self.site, doc["cmd_id"]),
-                json.dumps(page, ensure_ascii=False),
-                qos=1,
-            )
+        topic_id = msg.topic.rsplit("/", 1)[-1]
+        if isinstance(self.answer, KioskModel):
+            pages = self.answer(doc, topic_id)
+        else:
+            pages = self.answer(doc)
+        for page in pages:
+            self.publish_result(topic_id, page)
         if self.then_publish is not None:
             self.then_publish(c)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.stop()

@@ -75,3 +75,13 @@ def test_verify_events_command(tmp_path: Path) -> None:
     proc = run_ctl("verify-events", str(bad))
     assert proc.returncode == 3
     assert "AUDIT CHAIN WARNING" in proc.stderr and "seq 4" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("line", ["not json", '{"n": ' + "9" * 5000 + "}", '{"x": "\\ud800"}'])
+def test_verify_events_names_a_bad_line(tmp_path: Path, line: str) -> None:
+    f = tmp_path / "dump.jsonl"
+    f.write_text(json.dumps(chain(1)[0]) + "\n" + line + "\n")
+    proc = run_ctl("verify-events", str(f))
+    assert proc.returncode == 1
+    assert f"{f} line 2:" in proc.stderr and "Traceback" not in proc.stderr

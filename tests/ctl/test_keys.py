@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from kiosk.errors import SignatureError
-from protocol.keys import Keyring, Role, parse_public_key, public_key_text
+from protocol.keys import Keyring, Role, key_id, parse_public_key, public_key_text
 from tests.ctl import keygen, run_ctl
 
 pytestmark = pytest.mark.slow
@@ -83,3 +83,74 @@ def test_bad_arguments_exit_64_without_traceback() -> None:
     proc = run_ctl("status", "--broker", "http://example")
     assert proc.returncode == 64
     assert "mqtt://" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- issue 12 items 1 and 8 ---------------------------------------------------------
+
+
+def test_keygen_creates_the_missing_directory_0700(tmp_path: Path) -> None:
+    out = tmp_path / "home" / ".config" / "kioskctl" / "owner.key"
+    proc = run_ctl("keygen", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    # an existing directory keeps its mode
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    assert run_ctl("keygen", "--out", str(shared / "k")).returncode == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    # a file in the way is a clear error
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run_ctl("keygen", "--out", str(blocker / "k"))
+    assert proc.returncode == 1 and "is not a directory" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("role", "line"),
+    [("owner", "owner_keys"), ("hub", "hub_keys"), ("auditor", "auditor_keys")],
+)
+def test_keygen_prints_key_id_and_the_trust_line_for_each_role(
+    tmp_path: Path, role: str, line: str
+) -> None:
+    out = tmp_path / f"{role}.key"
+    proc = run_ctl("keygen", "--out", str(out), "--role", role, "--name", "li's laptop")
+    assert proc.returncode == 0, proc.stderr
+    pub = Path(f"{out}.pub").read_text().strip()
+    kid = key_id(pub)
+    assert f"key id:      {kid}\n" in proc.stdout
+    assert f'\n{line} = ["{pub}"]\n' in proc.stdout
+    assert f'[keys]\n{kid} = "li\'s laptop"\n' in proc.stdout
+    # what keygen printed is what key-id computes, from either file
+    for path in (out, Path(f"{out}.pub")):
+        again = run_ctl("key-id", str(path))
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.split()[0] == kid
+
+
+def test_key_id_names_a_key_from_the_config(tmp_path: Path) -> None:
+    pub = keygen(tmp_path / "k")
+    kid = key_id(pub)
+    conf = tmp_path / "ctl.toml"
+    conf.write_text(f'[keys]\n{kid} = "phone"\n')
+    proc = run_ctl("key-id", pub, "--config", str(conf))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{kid}  public key  (phone)\n"
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('[keys]\nlaptop = "x"\n', "is not a key id"),
+        ('[keys]\n0123456789abcdef = ""\n', "1 to 64 printable"),
+        ("[keys]\n0123456789abcdef = 3\n", "1 to 64 printable"),
+        ('keys = "laptop"\n', "keys must be a table"),
+    ],
+)
+def test_bad_keys_table_is_a_clear_error(tmp_path: Path, table: str, words: str) -> None:
+    conf = tmp_path / "ctl.toml"
+    conf.write_text(table)
+    proc = run_ctl("status", "--config", str(conf))
+    assert proc.returncode == 64
+    assert words in proc.stderr and str(conf) in proc.stderr and "Traceback" not in proc.stderr

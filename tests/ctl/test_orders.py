@@ -15,7 +15,8 @@ from protocol import topics
 from protocol.keys import Keyring, Role
 from protocol.times import parse_time as parse_rfc3339
 from tests.broker import Broker
-from tests.ctl import keygen, publish_retained, read_retained, run_ctl
+from tests.ctl import FakeKiosk, keygen, publish_retained, read_retained, run_ctl
+from tests.ctl.model import KioskModel
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -141,7 +142,7 @@ def test_forget_clears_the_retained_message(hub: dict[str, Any]) -> None:
 
 def test_duplicate_pickup_number_is_refused(hub: dict[str, Any]) -> None:
     assert publish(hub, "--order-id", "A-1", "--pickup-no", "042").returncode == 0
-    proc = publish(hub, "--order-id", "A-2", "--pickup-no", "42")
+    proc = publish(hub, "--order-id", "A-2", "--pickup-no", "42", "--timeout", "1")
     assert proc.returncode == 1
     assert "042" in proc.stderr and "A-1" in proc.stderr and "Traceback" not in proc.stderr
     assert retained_order(hub["port"], "A-2") is None
@@ -279,3 +280,183 @@ def test_qr_without_segno_is_a_clear_message(tmp_path: Path) -> None:
     proc = run_ctl("code", "--file", str(f), "--qr", env={"PYTHONPATH": str(fake.parent)})
     assert proc.returncode == 1
     assert "segno" in proc.stderr and "--uri" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- issue 12 item 5: numbers that can no longer open are free; codes for them are not printed
+
+
+def order_file(tmp_path: Path, **fields: Any) -> Path:
+    doc = {
+        "v": 1,
+        "site": SITE,
+        "version": 1,
+        "issued_at": "2026-05-12T21:04:05Z",
+        "status": "ready",
+        "otp": {"secret": pyotp.random_base32(32)},
+        **fields,
+    }
+    f = tmp_path / f"{fields['order_id']}.json"
+    f.write_text(json.dumps(doc))
+    return f
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"status": "collected"}, "order Z-1 is collected: the door does not open"),
+        ({"status": "cancelled"}, "order Z-1 is cancelled: the door does not open"),
+        ({"expires_at": "2026-05-13T00:00:00Z"}, "order Z-1 expired at 2026-05-1"),
+    ],
+)
+def test_code_is_not_printed_for_an_order_that_cannot_open(
+    hub: dict[str, Any], tmp_path: Path, fields: dict[str, Any], words: str
+) -> None:
+    f = order_file(tmp_path, order_id="Z-1", pickup_no="321", **fields)
+    for argv in (["code", "--file", str(f)], ["code", "--file", str(f), "--json"]):
+        proc = run_ctl(*argv)
+        assert proc.returncode == 1, proc.stdout
+        assert words in proc.stderr and "prints none" in proc.stderr
+        assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert run_ctl("order", "publish", "--file", str(f), env=hub["env"]).returncode == 0
+    proc = run_ctl("code", "Z-1", env=hub["env"])  # from the broker's copy too
+    assert proc.returncode == 1 and words in proc.stderr
+
+
+def test_order_list_shows_public_fields_never_secrets(hub: dict[str, Any], tmp_path: Path) -> None:
+    assert publish(hub, "--order-id", "L-2", "--pickup-no", "7", "--slot", "B3").returncode == 0
+    assert (
+        publish(hub, "--order-id", "L-1", "--pickup-no", "12", "--expires-in", "2").returncode == 0
+    )
+    f = order_file(tmp_path, order_id="L-3", pickup_no="005", expires_at="2026-05-13T00:00:00Z")
+    assert run_ctl("order", "publish", "--file", str(f), env=hub["env"]).returncode == 0
+    publish_retained(hub["port"], topics.order(SITE, "junk"), b'{"v": 1, "sig": "x"}')
+    proc = run_ctl("order", "list", "--json", env=hub["env"])
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["order_id"] for r in rows] == ["L-3", "L-2", "L-1"]  # by pickup number
+    assert set(rows[0]) == {
+        "order_id",
+        "pickup_no",
+        "status",
+        "slot",
+        "version",
+        "issued_at",
+        "expires_at",
+        "expired",
+        "can_open",
+    }
+    assert (rows[0]["expired"], rows[0]["can_open"]) == (True, False)
+    assert (rows[1]["slot"], rows[1]["status"], rows[1]["can_open"]) == ("B3", "ready", True)
+    for oid in ("L-1", "L-2", "L-3"):
+        doc = retained_order(hub["port"], oid)
+        assert doc is not None and doc["otp"]["secret"] not in proc.stdout
+    assert "order junk: not a valid order document" in proc.stderr
+    table = run_ctl("order", "list", env=hub["env"])
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ORDER", "NUMBER", "STATUS", "SLOT", "VERSION", "ISSUED", "EXPIRES"]
+    assert lines[1].split()[:3] == ["L-3", "005", "ready,"] and "expired" in lines[1]
+    assert lines[2].split()[:5] == ["L-2", "007", "ready", "B3", "1"]
+    only = run_ctl("order", "list", "--json", "--status", "collected", env=hub["env"])
+    assert json.loads(only.stdout) == []
+
+
+def test_number_of_an_expired_order_is_free(hub: dict[str, Any], tmp_path: Path) -> None:
+    f = order_file(tmp_path, order_id="E-1", pickup_no="042", expires_at="2026-05-13T00:00:00Z")
+    assert run_ctl("order", "publish", "--file", str(f), env=hub["env"]).returncode == 0
+    proc = publish(hub, "--order-id", "E-2", "--pickup-no", "42", "--timeout", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "asking" not in proc.stderr  # the broker's copy alone frees it
+
+
+@pytest.fixture
+def asker(tmp_path: Path, hub: dict[str, Any]) -> dict[str, Any]:
+    """An auditor key that may ask the kiosk, and the kiosk model trusting it."""
+    key = tmp_path / "auditor.key"
+    pub = keygen(key, role="auditor")
+    env = {**hub["env"], "KIOSKCTL_QUERY_KEY": str(key)}
+    return {"key": key, "pub": pub, "env": env}
+
+
+def kiosk_holding(
+    hub: dict[str, Any], asker: dict[str, Any], orders: dict[str, Any]
+) -> tuple[FakeKiosk, KioskModel]:
+    m = KioskModel(SITE, hub_keys=[hub["pub"]], auditor_keys=[asker["pub"]], orders=orders)
+    return FakeKiosk(hub["port"], SITE, m), m
+
+
+def test_number_held_by_a_stale_ready_copy_is_freed_by_the_kiosk(
+    hub: dict[str, Any], asker: dict[str, Any]
+) -> None:
+    assert publish(hub, "--order-id", "S-1", "--pickup-no", "42").returncode == 0
+    at = "2026-05-13T01:23:00Z"
+    held = {"S-1": {"status": "collected", "version": 1, "pickup_no": "042", "collected_at": at}}
+    kiosk, _ = kiosk_holding(hub, asker, held)
+    try:
+        proc = run_ctl(
+            "order", "publish", "--order-id", "S-2", "--pickup-no", "42", env=asker["env"]
+        )
+    finally:
+        kiosk.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "order S-1 was collected at the kiosk at 2026-05-13" in proc.stderr
+    assert "kioskctl order update S-1 --status collected" in proc.stderr
+    [ask] = kiosk.commands
+    assert (ask["cmd"], ask["args"]) == ("orders", {"order_ids": ["S-1"]})
+    Keyring(auditor_keys=[asker["pub"]]).verify(ask, {Role.AUDITOR})
+    doc = retained_order(hub["port"], "S-2")
+    assert doc is not None and doc["pickup_no"] == "042"
+
+
+@pytest.mark.parametrize(
+    ("held", "why"),
+    [
+        ({"S-1": {"status": "ready", "version": 1, "pickup_no": "042"}}, "ready at the kiosk too"),
+        ({"S-1": None}, "the kiosk does not hold it yet"),
+    ],
+)
+def test_number_still_held_at_the_kiosk_is_refused(
+    hub: dict[str, Any], asker: dict[str, Any], held: dict[str, Any], why: str
+) -> None:
+    assert publish(hub, "--order-id", "S-1", "--pickup-no", "42").returncode == 0
+    kiosk, _ = kiosk_holding(hub, asker, held)
+    try:
+        proc = run_ctl(
+            "order", "publish", "--order-id", "S-2", "--pickup-no", "42", env=asker["env"]
+        )
+    finally:
+        kiosk.close()
+    assert proc.returncode == 1
+    assert f"pickup number 042 is already used by active order S-1 ({why})" in proc.stderr
+    assert retained_order(hub["port"], "S-2") is None
+
+
+def test_without_the_kiosks_word_the_number_is_refused_with_what_to_do(
+    hub: dict[str, Any], asker: dict[str, Any]
+) -> None:
+    assert publish(hub, "--order-id", "S-1", "--pickup-no", "42").returncode == 0
+    argv = ("order", "publish", "--order-id", "S-2", "--pickup-no", "42", "--timeout", "1")
+    proc = run_ctl(*argv, env=asker["env"])
+    assert proc.returncode == 1
+    assert "held by order S-1 (ready per the broker)" in proc.stderr
+    assert "did not say whether it was collected (no answer within 1 s)" in proc.stderr
+    assert "kioskctl order update S-1 --status collected" in proc.stderr
+    assert "--force" in proc.stderr
+    assert retained_order(hub["port"], "S-2") is None
+    forced = run_ctl(*argv, "--force", env=asker["env"])
+    assert forced.returncode == 0, forced.stderr
+    assert "warning: pickup number 042 is also held by order S-1" in forced.stderr
+    assert retained_order(hub["port"], "S-2") is not None
+
+
+def test_a_hub_key_cannot_ask_and_the_message_says_so(
+    hub: dict[str, Any], asker: dict[str, Any]
+) -> None:
+    assert publish(hub, "--order-id", "S-1", "--pickup-no", "42").returncode == 0
+    kiosk, _ = kiosk_holding(hub, asker, {"S-1": None})
+    try:
+        proc = publish(hub, "--order-id", "S-2", "--pickup-no", "42")  # no query key
+    finally:
+        kiosk.close()
+    assert proc.returncode == 1
+    assert "wrong_role" in proc.stderr and "set query_key" in proc.stderr

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from protocol import topics
-from protocol.keys import Keyring, Role
-from protocol.times import parse_time as parse_rfc3339
+from protocol.keys import Keyring, Role, key_id
 from tests.broker import Broker, free_port
 from tests.ctl import FakeKiosk, keygen, make_chain, publish_retained, run_ctl
 
@@ -78,64 +77,6 @@ def test_status_of_one_site_and_of_an_unknown_site(owner: dict[str, Any]) -> Non
     assert proc.returncode == 1 and "nowhere" in proc.stderr
 
 
-# -- unlock -----------------------------------------------------------------------
-
-
-def test_unlock_round_trip(owner: dict[str, Any]) -> None:
-    def answer(cmd: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"cmd_id": cmd["cmd_id"], "ok": True, "result": {"unlocked_for_s": 5}}]
-
-    kiosk = FakeKiosk(owner["port"], SITE, answer)
-    try:
-        proc = run_ctl("unlock", "--reason", "courier at the door", "--yes", env=owner["env"])
-    finally:
-        kiosk.close()
-    assert proc.returncode == 0, proc.stderr
-    assert "door unlocked" in proc.stdout and "unlocked_for_s" in proc.stdout
-    [cmd] = kiosk.commands
-    assert Keyring(owner_keys=[owner["pub"]]).verify(cmd, {Role.OWNER}).role is Role.OWNER
-    assert (cmd["v"], cmd["site"], cmd["cmd"]) == (1, SITE, "unlock")
-    assert cmd["args"] == {"reason": "courier at the door"}
-    assert parse_rfc3339(cmd["expires_at"]) - parse_rfc3339(cmd["issued_at"]) == 60
-
-
-def test_unlock_refused_exits_1_with_the_error(owner: dict[str, Any]) -> None:
-    kiosk = FakeKiosk(
-        owner["port"],
-        SITE,
-        lambda cmd: [
-            {"cmd_id": cmd["cmd_id"], "ok": False, "error": "signer lacks the owner role"}
-        ],
-    )
-    try:
-        proc = run_ctl("unlock", "--reason", "test", "--yes", env=owner["env"])
-    finally:
-        kiosk.close()
-    assert proc.returncode == 1
-    assert "signer lacks the owner role" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_unlock_without_answer_exits_2(owner: dict[str, Any]) -> None:
-    kiosk = FakeKiosk(owner["port"], SITE, lambda cmd: [])  # hears, never answers
-    try:
-        proc = run_ctl("unlock", "--reason", "test", "--yes", "--timeout", "1", env=owner["env"])
-    finally:
-        kiosk.close()
-    assert proc.returncode == 2
-    assert "no answer" in proc.stderr
-    assert len(kiosk.commands) == 1  # it was sent, just not answered
-
-
-def test_unlock_without_tty_needs_yes(owner: dict[str, Any]) -> None:
-    kiosk = FakeKiosk(owner["port"], SITE, lambda cmd: [{"cmd_id": cmd["cmd_id"], "ok": True}])
-    try:
-        proc = run_ctl("unlock", "--reason", "test", env=owner["env"], stdin="yes\n")
-    finally:
-        kiosk.close()
-    assert proc.returncode == 64 and "--yes" in proc.stderr
-    assert kiosk.commands == []
-
-
 # -- logs ---------------------------------------------------------------------------
 
 
@@ -197,11 +138,12 @@ def test_logs_of_a_correct_chain(owner: dict[str, Any]) -> None:
         kiosk.close()
     assert proc.returncode == 0, proc.stderr
     assert "WARNING" not in proc.stderr
+    assert proc.stderr.startswith("times are this computer's local time (UTC")
     lines = proc.stdout.splitlines()
     assert len(lines) == 7  # six events, one log record
-    rejected = next(line for line in lines if "code_rejected" in line)
-    assert "#2" in rejected and "the one-time value was wrong" in rejected
-    assert any("door_unlocked" in line and "HM-42" in line for line in lines)
+    rejected = next(line for line in lines if "#2 " in line)
+    assert rejected.endswith("code refused: the one-time value was wrong")
+    assert any(line.endswith("door unlocked for order HM-42") for line in lines)
     assert any("keypad throttled" in line and "kiosk.door" in line for line in lines)
     printed = [json.loads(line) for line in jproc.stdout.splitlines()]
     assert [p for p in printed if "hash" in p] == events  # exactly as published
@@ -360,3 +302,40 @@ def test_config_file_and_precedence(tmp_path: Path, broker: Broker) -> None:
     conf.write_text('brokr = "x"\n')
     proc = run_ctl("status", "--config", str(conf))
     assert proc.returncode == 64 and "brokr" in proc.stderr and str(conf) in proc.stderr
+
+
+def test_logs_name_the_key_and_reason_of_a_remote_unlock(
+    owner: dict[str, Any], tmp_path: Path
+) -> None:
+    kid = key_id(owner["pub"])
+    detail = {
+        "cmd_id": "unlock-1778642529-9f0c2a4d1e7b",
+        "cmd": "unlock",
+        "ok": True,
+        "error": "",
+        "key_id": kid,
+        "reason": "courier with a delivery",
+    }
+    events = make_chain(
+        SITE,
+        [
+            ("command", None, detail),
+            ("door_unlocked", None, {"by": "command", "cmd_id": detail["cmd_id"]}),
+        ],
+    )
+    conf = tmp_path / "ctl.toml"
+    conf.write_text(f'[keys]\n{kid} = "laptop"\n')
+    kiosk = FakeKiosk(owner["port"], SITE, serve_logs(events))
+    try:
+        named = run_ctl("logs", "--since", "0", "--config", str(conf), env=owner["env"])
+        utc = run_ctl("logs", "--since", "0", "--utc", env=owner["env"])
+    finally:
+        kiosk.close()
+    assert named.returncode == 0, named.stderr
+    words = '(reason "courier with a delivery", key "laptop")'
+    lines = named.stdout.splitlines()
+    assert lines[0].endswith(f"remote unlock {detail['cmd_id']} accepted {words}")
+    assert lines[1].endswith(f"door unlocked by remote command {detail['cmd_id']} {words}")
+    assert utc.stderr.startswith("times are UTC")
+    assert utc.stdout.startswith("2026-05-13 01:01:00  #1 ")  # the event's own UTC time
+    assert f"key {kid})" in utc.stdout  # unnamed: the key id
