@@ -37,6 +37,7 @@ DESTDIR=${DESTDIR%/}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
 PYTHON=${PYTHON:-python3}
 DRY_RUN=0
+UNCONFIGURED=0
 ENABLE=1
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -305,6 +306,15 @@ start_services() {
         note "--no-enable: start with  systemctl enable --now $TARGET"
         return
     fi
+    if config_is_the_example; then
+        # A door running the demo site with no keys opens for nobody and confuses
+        # everyone: leave it stopped (and off at boot) until the owner set it up.
+        UNCONFIGURED=1
+        note "not started: $CONF still has the example's site id \"demo-site\"."
+        note "Edit it (site id, keys, [mqtt]), run 'sudo -u $SERVICE_USER kiosk doctor', then"
+        note "  sudo systemctl enable --now $TARGET"
+        return
+    fi
     sys_run systemctl enable "$TARGET"
     if ! staging && systemctl --quiet is-active "$TARGET"; then
         # An upgrade: run the new code. Both units are PartOf= the target.
@@ -312,6 +322,18 @@ start_services() {
     else
         sys_run systemctl start "$TARGET"
     fi
+}
+
+# Whether the config still names the example's site (the installer wrote it
+# and nobody has edited it yet).
+config_is_the_example() {
+    local conf=$DESTDIR$CONF
+    [[ -r $conf ]] || return 1
+    awk '
+        /^[[:space:]]*\[/ { in_site = ($0 ~ /^[[:space:]]*\[site\][[:space:]]*(#.*)?$/); next }
+        in_site && /^[[:space:]]*id[[:space:]]*=[[:space:]]*"demo-site"/ { found = 1 }
+        END { exit !found }
+    ' "$conf"
 }
 
 check_install() {
@@ -346,8 +368,14 @@ main() {
     install_units
     start_services
     check_install
-    say "done. Next: edit $CONF, run 'sudo -u $SERVICE_USER kiosk doctor',"
-    note "then 'sudo systemctl restart $TARGET'. Logs: journalctl -u pickup-kiosk-door"
+    if ((UNCONFIGURED)); then
+        say "done. The kiosk is installed but stopped: edit $CONF (site id, keys, [mqtt]),"
+        note "run 'sudo -u $SERVICE_USER kiosk doctor', then 'sudo systemctl enable --now $TARGET'."
+    else
+        say "done. The kiosk is running. After editing $CONF, run"
+        note "'sudo -u $SERVICE_USER kiosk doctor' and 'sudo systemctl restart $TARGET'."
+    fi
+    note "Logs: journalctl -u pickup-kiosk-door -u pickup-kiosk-sync"
 }
 
 main

@@ -86,7 +86,11 @@ def test_install_lays_out_what_it_claims(checkout: Path, root: Path) -> None:
     assert any(line.startswith("/opt/pickup-kiosk/venv/bin/pip install") for line in lines)
     assert "chown root:pickup-kiosk /etc/pickup-kiosk/kiosk.toml" in lines
     assert "systemctl daemon-reload" in lines
-    assert "systemctl enable pickup-kiosk.target" in lines
+    # A fresh install with the example's site id is left stopped and off at
+    # boot, and says what to do (a demo door confuses everyone).
+    assert not any(line.startswith(("systemctl enable", "systemctl start")) for line in lines)
+    assert 'still has the example\'s site id "demo-site"' in out
+    assert "installed but stopped" in out
     assert any("kiosk config check" in line for line in lines)
     assert any("kiosk doctor" in line for line in lines)
 
@@ -117,6 +121,9 @@ def test_rerun_keeps_an_edited_config_and_updates_units(checkout: Path, root: Pa
     assert store.read_bytes() == b"pretend data"
     assert (root / UNITDIR / door.name).read_text().endswith("# a new release\n")
     assert "systemctl daemon-reload" in would_run(out)
+    # Once the site id is set, the installer enables and starts the kiosk.
+    assert "systemctl enable pickup-kiosk.target" in would_run(out)
+    assert "The kiosk is running" in out
 
 
 def test_no_enable(checkout: Path, root: Path) -> None:
