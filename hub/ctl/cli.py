@@ -28,6 +28,7 @@ from hub.ctl import chain as ctl_chain
 from hub.ctl import commands as ctl_commands
 from hub.ctl import keys as ctl_keys
 from hub.ctl import orders as ctl_orders
+from hub.ctl import staff as ctl_staff
 from hub.ctl import unlock as ctl_unlock
 from hub.ctl import watch as ctl_watch
 from hub.ctl.config import Settings, add_common_flags, resolve
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_commands.add_parsers(sub, common)
     ctl_watch.add_parsers(sub, common)
     ctl_chain.add_parsers(sub, common)
+    ctl_staff.add_parsers(sub, common)
     return parser
 
 
@@ -96,6 +98,9 @@ def dispatch(args: argparse.Namespace) -> int:
         "time": ctl_commands.cmd_time,
         "status": ctl_watch.cmd_status,
         "logs": ctl_watch.cmd_logs,
+        "staff_add": ctl_staff.cmd_add,
+        "staff_revoke": ctl_staff.cmd_revoke,
+        "staff_list": ctl_staff.cmd_list,
     }
     if func == "order_cancel":
         return ctl_orders.cmd_update(args, settings, status="cancelled")
