@@ -18,6 +18,24 @@ from collections.abc import Callable
 from kiosk.store import Store
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+MAX_MESSAGE = 2000  # characters of one stored record; a traceback is cut here
+
+
+def describe_defect(exc: BaseException) -> str:
+    """An exception's class and where it was raised, without its message.
+
+    Messages of exceptions met while judging untrusted input may quote the
+    input (``invalid literal for int(): '...'``); the class and the place are
+    enough to find the defect, and never carry a payload or a secret.
+    """
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        place = "/".join(code.co_filename.split("/")[-2:])
+        where = f" at {place}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return f"{type(exc).__name__}{where}"
 
 
 class StoreLogHandler(logging.Handler):
@@ -64,7 +82,10 @@ class StoreLogHandler(logging.Handler):
                     f"{self.dropped} log records dropped by the rate limit",
                 )
                 self.dropped = 0
-            self.store.append_log(now, record.levelname, record.name, self.format(record))
+            text = self.format(record)
+            if len(text) > MAX_MESSAGE:
+                text = text[:MAX_MESSAGE] + " [cut]"
+            self.store.append_log(now, record.levelname, record.name, text)
         except Exception:
             self.handleError(record)
         finally:
