@@ -154,6 +154,14 @@ class MqttConfig:
     log_rate_per_min: int = field(
         default=120, metadata=_meta("log records queued per minute at most", _range(1, 100000))
     )
+    will_delay_s: int = field(
+        default=60,
+        metadata=_meta(
+            "the broker waits this long before publishing the kiosk's offline will "
+            "(a kiosk back sooner keeps its last status)",
+            _range(0, 3600),
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -112,3 +112,35 @@ def attach_store(
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+class Throttled:
+    """At most one log line per key per ``every_s`` (monotonic seconds); the
+    lines held back are counted and said with the next one. For defects and
+    failures that a flood of input could repeat thousands of times a second."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def ready(self, key: str, now_mono: float) -> int | None:
+        """None when this line must be held back; else how many were held since."""
+        last = self._last.get(key)
+        if last is not None and now_mono - last < self.every_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now_mono
+        return self._held.pop(key, 0)
+
+    def defect(
+        self, logger: logging.Logger, key: str, now_mono: float, what: str, exc: BaseException
+    ) -> None:
+        held = self.ready(key, now_mono)
+        if held is None:
+            return
+        more = f" ({held} more like it held back)" if held else ""
+        logger.error("%s failed: %s%s", what, describe_defect(exc), more)
+        logger.debug("the defect in full", exc_info=exc)

@@ -11,6 +11,7 @@ import pytest
 from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
+from protocol.times import format_time as rfc3339
 from tests.broker import Broker
 from tests.polling import wait_for
 from tests.sync import (
@@ -127,7 +128,7 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
         assert one_result(owner, "U-1") == {
             "cmd_id": "U-1",
             "ok": True,
-            "result": {"cmd": "unlock", "state": "done"},
+            "result": {"cmd": "unlock", "state": "done", "expires_at": rfc3339(T0 + 120)},
         }
         r2 = one_result(owner, "U-2")
         assert r2["ok"] is False and r2["error"] == "door held open"
@@ -142,6 +143,7 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
             "ok": False,
             "error": "door daemon not running",
             "reason": "door_timeout",
+            "expires_at": rfc3339(T0 + 120),
         }
         assert store.get_command("U-3")["state"] == "failed"  # type: ignore[index]
         assert agent.rc is None
