@@ -95,6 +95,15 @@ class TrailQueries(StoreBase):
         )
         return int(n)
 
+    def latest_of(self, types: Sequence[str]) -> StoredEvent | None:
+        """The newest kept event of one of these types."""
+        marks = ",".join("?" for _ in types)
+        rows = self._q(
+            f"SELECT * FROM events WHERE type IN ({marks}) ORDER BY seq DESC LIMIT 1",  # noqa: S608
+            list(types),
+        )
+        return event_from_row(rows[0]) if rows else None
+
     def first_unacked_seq(self) -> int | None:
         s = self._q("SELECT min(seq) AS s FROM events WHERE acked = 0")[0]["s"]
         return None if s is None else int(s)
