@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,7 +40,26 @@ log = logging.getLogger(__name__)
 REJECT_BURST = 20
 REJECT_PER_MIN = 10.0
 SUMMARY_EVERY_S = 60.0
-MAX_HELD_KEYS = 64  # distinct (source, reason) pairs counted; the rest as "other"
+MAX_HELD_KEYS = 32  # distinct (source, reason) pairs counted; the rest as "other"
+
+# What one row can cost at most in the store (row, index entries, page slack),
+# every field at its longest: the flood bound of docs/protocol.md, "Limits".
+MAX_REJECTION_BYTES = 4096  # a message_rejected, or a command event of a keyless refusal
+MAX_SUMMARY_BYTES = 8192  # a rejections_summarized (at most MAX_HELD_KEYS counts)
+MAX_LOG_BYTES = 1024  # the log record of one rejection or summary
+
+
+def flood_bound_bytes(seconds: float) -> int:
+    """The most a flood of ``seconds`` can add to the store, whatever it holds
+    and on whichever topic: individual rejections at the limiter's rate, one
+    summary a minute, and one log record for each of those."""
+    individual = REJECT_BURST + math.ceil(REJECT_PER_MIN * seconds / 60)
+    summaries = math.ceil(seconds / SUMMARY_EVERY_S) + 1
+    return (
+        individual * MAX_REJECTION_BYTES
+        + summaries * MAX_SUMMARY_BYTES
+        + (individual + summaries) * MAX_LOG_BYTES
+    )
 
 
 @dataclass

@@ -184,3 +184,34 @@ def test_orders_answers_state_without_secrets(broker: Broker, tmp_path: Path) ->
     assert "secret" not in str(owner.messages) and HUB is not None
     hub.stop()
     owner.stop()
+
+
+def test_a_captured_unlock_replayed_after_its_id_was_forgotten_is_refused(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Issue 11 item 8: the id memory outlives any command it could accept."""
+    cfg = make_config(tmp_path, broker.url)
+    store = Store(cfg.store.path)
+    owner = Watcher(broker.port, [topic("cmd_result/+")]).start()
+    clock = FakeClock(wall=T0)
+    captured = as_bytes(command("CAP-1"))
+    with AgentThread(cfg, clock):
+        wait_for(store.mqtt_online, what="online")
+        owner.publish(topic("cmd", "CAP-1"), captured)
+        wait_for(lambda: store.command_state("CAP-1") == "pending", what="pending")
+        for row in store.pending_door_commands():  # the door opens once
+            store.finish_command(row["cmd_id"], "done")
+        assert result(owner, "CAP-1")["ok"] is True
+        owner.publish(topic("cmd", "CAP-1"), captured)  # replayed while remembered
+        wait_for(lambda: len(owner.on("/cmd_result/CAP-1")) == 2, what="the replay's answer")
+        assert owner.on("/cmd_result/CAP-1")[1]["reason"] == "replayed"
+        clock.advance(61)  # the first retention pass after start takes its mark
+        wait_for(lambda: store.get_meta("retention_mark"), what="the retention mark")
+        clock.advance(8 * 86400)  # a week and a day later (trusted, no jump): ids forgotten
+        wait_for(lambda: store.get_command("CAP-1") is None, what="the id forgotten")
+        owner.publish(topic("cmd", "CAP-1"), captured)  # the attacker replays it now
+        wait_for(lambda: len(owner.on("/cmd_result/CAP-1")) == 3, what="the late replay's answer")
+        late = owner.on("/cmd_result/CAP-1")[2]
+        assert late["ok"] is False and late["reason"] == "too_old"
+        assert store.pending_commands() == []  # nothing for the door
+    owner.stop()
