@@ -43,11 +43,12 @@ from kiosk.errors import ConfigError, StoreError, ValidationError
 from kiosk.orders import Incoming, Intake, internal_error
 from kiosk.retention import Retention, RetentionPolicy
 from kiosk.store import LOW_WATER, Store
-from kiosk.trail import check_published, read_claim, tail_claim
+from kiosk.trail import tail_claim
 from protocol import topics
 from protocol.canonical import decode_json_object, dumps
 from protocol.status import offline
 from protocol.times import format_time
+from sync.claims import CLAIM_WAIT_S, ClaimCheck
 from sync.commands import Commands
 from sync.connection import (
     Connected,
@@ -66,7 +67,6 @@ STATUS_CHECK_S = 1.0
 STATUS_EVERY_S = 300.0
 SYNC_CHECK_S = 60.0
 IDLE_POLL_S = 0.1
-CLAIM_WAIT_S = 10.0  # how long to wait for the broker's SUBACK before judging without it
 HOUSEKEEP_S = 5.0  # free space, the reserve
 RETENTION_S = 3600.0
 RETENTION_FIRST_S = 60.0
@@ -136,10 +136,7 @@ class Agent:
         self.status_mid: int | None = None
         self.status_claim = 0  # last_seq of the status in flight
         self.announced = -1  # last_seq of the latest status the broker acknowledged
-        self.checking = False  # reading our own retained status after a connect
-        self.check_deadline = 0.0
-        self.check_mid: int | None = None
-        self.retained_status: bytes | None = None
+        self.claims = ClaimCheck(self.site)  # our own retained status, after each connect
         self.orders_retry_at: float | None = None
         mono = clock.monotonic()
         self.last_status_check = -1e18
@@ -285,7 +282,7 @@ class Agent:
                 if kind == topics.CMD:
                     self._guard("a command message", partial(self._command, ev))
                 elif kind == topics.STATUS:
-                    self._status_message(ev)
+                    self.claims.on_message(ev)
             else:
                 self._flush_orders(orders)
                 self._guard(type(ev).__name__, partial(self._connection_event, ev))
@@ -304,17 +301,25 @@ class Agent:
         if isinstance(ev, Published):
             if ev.mid == self.status_mid:
                 self.status_mid = None
-                if ev.ok:
-                    self.announced = max(self.announced, self.status_claim)
+                mono = self.clock.monotonic()
+                if not ev.ok and self.defects.ready("status refused", mono) is not None:
+                    # An ACL without write on status: events must still go out, only
+                    # without the claim that lets a rollback be noticed (doctor says so).
+                    log.warning(
+                        "the broker refused the status (%s): events are published without "
+                        "a seq claim, so a store rollback cannot be noticed",
+                        ev.reason,
+                    )
+                self.announced = max(self.announced, self.status_claim)
             elif not self.outbox.on_ack(ev.mid, ev.ok, ev.reason):
                 self.commands.result_mids.discard(ev.mid)
         elif isinstance(ev, Subscribed):
-            if ev.mid == self.check_mid:
+            if self.claims.on_subscribed(ev):
                 self._finish_check()
         elif isinstance(ev, Connected):
             self._on_connected(ev)
         elif isinstance(ev, Disconnected):
-            self.checking = False
+            self.claims.checking = False
             self.status_mid = None
             self.announced = -1
             self.commands.result_mids.clear()
@@ -327,14 +332,13 @@ class Agent:
         assert self.conn is not None
         # Our own retained status first: the SUBACK of the second SUBSCRIBE comes
         # after the broker sent the first one's retained message, if any.
-        self.checking = True
-        self.retained_status = None
-        self.check_deadline = self.clock.monotonic() + CLAIM_WAIT_S
-        self.conn.subscribe([(topics.status(self.site), 1)], no_local=True)
+        self.claims.start(self.conn, self.clock.monotonic())
         # Subscribe on every connect, session or not: the retained orders come
         # again, so an order taken off the wire just before a crash is not lost.
-        self.check_mid = self.conn.subscribe(
-            [(topics.orders_filter(self.site), 1), (topics.cmd_filter(self.site), 1)]
+        self.claims.then(
+            self.conn.subscribe(
+                [(topics.orders_filter(self.site), 1), (topics.cmd_filter(self.site), 1)]
+            )
         )
         mq = self.cfg.mqtt or MqttConfig()
         window = mq.inflight if not ev.receive_maximum else min(mq.inflight, ev.receive_maximum)
@@ -347,30 +351,12 @@ class Agent:
 
     # ----- what this kiosk published before ----------------------------------
 
-    def _status_message(self, msg: Message) -> None:
-        if self.checking and msg.retain and len(msg.payload) <= 64 * 1024:
-            self.retained_status = msg.payload
-
     def _finish_check(self) -> None:
         """Judge the retained status (or its absence) once, then publish again."""
-        if not self.checking:
+        if not self.claims.checking:
             return
-        self.checking = False
-        payload, self.retained_status = self.retained_status, None
-        if self.conn is not None:
-            self.conn.unsubscribe(topics.status(self.site))
         self.status_due = True
-        if not payload:
-            return
-        try:
-            doc = decode_json_object(payload)
-        except ValidationError:
-            log.warning("the retained status on the broker is not a JSON object; ignored")
-            return
-        claim = read_claim(doc, self.site, self.store.status_key())
-        if claim is None:
-            return
-        outcome = check_published(self.store, self.site, claim, self.tclock.snapshot())
+        outcome = self.claims.finish(self.conn, self.store, self.tclock)
         if outcome.what in ("rollback", "conflict"):
             self.alarms.add("store_rollback")
 
@@ -380,10 +366,10 @@ class Agent:
         conn = self.conn
         assert conn is not None
         mono = self.clock.monotonic()
-        if self.checking and mono >= self.check_deadline:
+        if self.claims.overdue(mono):
             log.warning("no SUBACK from the broker in %.0f s; judging without it", CLAIM_WAIT_S)
             self._guard("the published-status check", self._finish_check)
-        if conn.connected and not self.checking:
+        if conn.connected and not self.claims.checking:
             self._guard("the status", self._maybe_status)
             self._guard("the event drain", self._drain)
         self._guard("the acknowledgements", self.outbox.flush)
