@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
 import sys
@@ -631,6 +632,22 @@ def _topic_text(msg: Message) -> str:
     return msg.topic[:256]
 
 
+NICE = 10  # the agent's scheduling priority below the door daemon's (nice 0)
+
+
+def _yield_to_the_door() -> None:
+    """A flood can keep the agent busy on every core it gets; the door must
+    still get the CPU for a customer's code within its budget, so the agent
+    (its own process) runs at a lower priority. Only lowering is asked for,
+    which needs no privilege."""
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if current < NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, NICE)
+    except OSError:
+        log.debug("could not lower the agent's priority", exc_info=True)
+
+
 def run(
     cfg: Config,
     *,
@@ -641,7 +658,8 @@ def run(
     """Run the sync agent until SIGTERM/SIGINT or ``stop`` is set; return an exit code.
 
     0 after a clean stop, 1 when the store cannot be opened (systemd restarts
-    the unit). Signal handlers are installed only on the main thread. With
+    the unit). Signal handlers are installed, and the process's priority is
+    lowered below the door's (nice 10), only on the main thread. With
     ``store_logs`` false the caller already queues log records in the store
     (``kiosk run`` runs the door in the same process).
     """
@@ -651,6 +669,7 @@ def run(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        _yield_to_the_door()
     handler: logutil.StoreLogHandler | None = None
     agent: Agent | None = None
     try:

@@ -215,3 +215,27 @@ def test_a_captured_unlock_replayed_after_its_id_was_forgotten_is_refused(
         assert late["ok"] is False and late["reason"] == "too_old"
         assert store.pending_commands() == []  # nothing for the door
     owner.stop()
+
+
+def test_an_auditor_key_may_read_but_never_open_cancel_or_set_the_clock() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol.commands import CommandRefused, check_command
+    from protocol.keys import Keyring
+    from tests.sync import SITE, pub
+
+    auditor = Ed25519PrivateKey.generate()
+    ring = Keyring(owner_keys=[], auditor_keys=[pub(auditor)])
+    for cmd, args in (
+        ("unlock", {"reason": "x"}),
+        ("cancel", {"cmd_id": "U-1"}),
+        ("time", {}),
+    ):
+        doc = command("A-1", cmd, key=auditor, args=args)
+        with pytest.raises(CommandRefused) as err:
+            check_command(as_bytes(doc), topic_cmd_id="A-1", site=SITE, keyring=ring)
+        assert err.value.reason == "auditor_not_allowed"
+    for cmd, args in (("orders", {"order_ids": ["Q-1"]}), ("logs", {}), ("sync", {})):
+        doc = command("A-2", cmd, key=auditor, args=args)
+        got = check_command(as_bytes(doc), topic_cmd_id="A-2", site=SITE, keyring=ring)
+        assert got.signer.role.value == "auditor"

@@ -190,3 +190,17 @@ def test_sigterm_says_offline_and_exits_zero(broker: Broker, tmp_path: Path) -> 
     assert last["reason"] == "shutdown"
     assert Store(tmp_path / "kiosk.db").get_meta("mqtt_online") == "0"
     watcher.stop()
+
+
+@pytest.mark.slow
+def test_the_agent_process_runs_below_the_door_s_priority(broker: Broker, tmp_path: Path) -> None:
+    """A flood keeps the agent busy; the door (nice 0) must win the CPU."""
+    import os
+
+    conf = write_toml(tmp_path / "kiosk.toml", config_dict(tmp_path, broker.url))
+    proc = agent_process(conf)
+    try:
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, proc.pid) == 10, what="nice 10")
+    finally:
+        proc.kill()
+        proc.wait(5)
