@@ -11,26 +11,55 @@ Rejections (``message_rejected``) cost a bounded amount whatever a sender
 does (docs/design.md, rule 4): the first ``REJECT_BURST`` and then
 ``REJECT_PER_MIN`` a minute are recorded one by one; the rest are counted
 per source and reason and written as one ``rejections_summarized`` event
-per minute (:meth:`Audit.flush_rejections`).
+per minute (:meth:`Audit.flush_rejections`). The same decision governs the
+log line of a rejection, so a flood costs a bounded number of log records
+too. While the card is nearly full (``limiter.quiet``) every rejection is
+only counted.
+
+Verifying the kept trail is :mod:`kiosk.trail`'s (``verify_store`` is
+re-exported here for its callers).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from kiosk.clock import ClockSnapshot
-from kiosk.errors import ChainError
-from kiosk.store import Store, StoredEvent
-from protocol.events import EVENT_TYPES, Tail, build_event, verify_chain
+from kiosk.store import Store
+from protocol.events import EVENT_TYPES, Tail, build_event
+
+log = logging.getLogger(__name__)
 
 REJECT_BURST = 20
 REJECT_PER_MIN = 10.0
 SUMMARY_EVERY_S = 60.0
+MAX_HELD_KEYS = 32  # distinct (source, reason) pairs counted; the rest as "other"
+
+# What one row can cost at most in the store (row, index entries, page slack),
+# every field at its longest: the flood bound of docs/protocol.md, "Limits".
+MAX_REJECTION_BYTES = 4096  # a message_rejected, or a command event of a keyless refusal
+MAX_SUMMARY_BYTES = 8192  # a rejections_summarized (at most MAX_HELD_KEYS counts)
+MAX_LOG_BYTES = 1024  # the log record of one rejection or summary
+
+
+def flood_bound_bytes(seconds: float) -> int:
+    """The most a flood of ``seconds`` can add to the store, whatever it holds
+    and on whichever topic: individual rejections at the limiter's rate, one
+    summary a minute, and one log record for each of those."""
+    individual = REJECT_BURST + math.ceil(REJECT_PER_MIN * seconds / 60)
+    summaries = math.ceil(seconds / SUMMARY_EVERY_S) + 1
+    return (
+        individual * MAX_REJECTION_BYTES
+        + summaries * MAX_SUMMARY_BYTES
+        + (individual + summaries) * MAX_LOG_BYTES
+    )
 
 
 @dataclass
@@ -43,8 +72,11 @@ class RejectionLimiter:
     last: float | None = None
     held: Counter[tuple[str, str]] = field(default_factory=Counter)
     held_since: float | None = None
+    quiet: bool = False  # the card is nearly full: count every rejection, record none
 
     def allow(self, now_mono: float) -> bool:
+        if self.quiet:
+            return False
         if self.last is not None:
             self.tokens = min(self.burst, self.tokens + (now_mono - self.last) * self.per_min / 60)
         self.last = now_mono
@@ -56,7 +88,10 @@ class RejectionLimiter:
     def hold(self, source: str, reason: str, now_mono: float) -> None:
         if not self.held:
             self.held_since = now_mono
-        self.held[(source, reason)] += 1
+        key = (source[:32], reason[:64])
+        if key not in self.held and len(self.held) >= MAX_HELD_KEYS:
+            key = ("other", "other")
+        self.held[key] += 1
 
     @property
     def flooding(self) -> bool:
@@ -137,19 +172,28 @@ class Audit:
                 self._tail = (self.store.rollbacks, Tail(body["seq"], body["hash"]))
         return body
 
-    def reject(
-        self, clock: ClockSnapshot, detail: Mapping[str, Any], *, order_id: str | None = None
-    ) -> bool:
-        """A ``message_rejected`` event, or a count for the next summary.
-
-        Returns whether it was recorded individually.
-        """
-        mono = clock.mono
-        if self.limiter.allow(mono):
-            self.record("message_rejected", clock, order_id=order_id, detail=detail)
+    def admit(self, clock: ClockSnapshot, source: str, reason: str) -> bool:
+        """Whether one rejection may be recorded on its own now; if not, it is
+        counted for the next summary. Callers log a rejection only when admitted."""
+        if self.limiter.allow(clock.mono):
             return True
-        self.limiter.hold(str(detail.get("source", "")), str(detail.get("reason", "")), mono)
+        self.limiter.hold(source, reason, clock.mono)
         return False
+
+    def reject(
+        self,
+        clock: ClockSnapshot,
+        detail: Mapping[str, Any],
+        *,
+        order_id: str | None = None,
+        type_: str = "message_rejected",
+    ) -> bool:
+        """A ``message_rejected`` (or ``type_``) event, or a count for the next
+        summary. Returns whether it was recorded individually."""
+        if not self.admit(clock, str(detail.get("source", "")), str(detail.get("reason", ""))):
+            return False
+        self.record(type_, clock, order_id=order_id, detail=detail)
+        return True
 
     def flush_rejections(self, clock: ClockSnapshot, *, force: bool = False) -> int:
         """Write the held-back rejections as one summary when a minute has passed."""
@@ -173,18 +217,13 @@ class Audit:
         )
         lim.held.clear()
         lim.held_since = None
+        top = ", ".join(f"{c['reason']} x{c['count']}" for c in counts[:5])
+        log.warning("%d rejected messages summarized in one event (%s)", total, top)
         return total
 
 
 def verify_store(store: Store) -> int:
-    """Verify the whole trail kept in the store (from its retention anchor)."""
+    """The number of kept events verified; ChainError at the first real break."""
+    from kiosk.trail import verify_store as verify
 
-    def dicts(rows: Iterable[StoredEvent]) -> Iterable[dict[str, Any]]:
-        for row in rows:
-            ev = row.as_dict()
-            if ev.get("seq") != row.seq:
-                raise ChainError(row.seq, f"seq {row.seq}: stored row and body disagree")
-            yield ev
-
-    anchor = store.chain_anchor()
-    return verify_chain(dicts(store.iter_events(anchor.seq)), start=anchor)
+    return verify(store)

@@ -173,7 +173,9 @@ class TrustedClock:
         self._evidence = (floor, mono)
         self._doc = (doc_floor, mono)
         self._sync_source = synced
-        self._confirmed = False
+        # (wall, monotonic) when a signed time last agreed with the wall clock;
+        # the confirmation holds only while the wall keeps pace with monotonic time
+        self._confirmed: tuple[float, float] | None = None
         self._slack = slack
         self._skew = skew
         self._lead = lead
@@ -200,10 +202,21 @@ class TrustedClock:
 
     def _wall_trusted(self, wall: float, floor: float) -> bool:
         return (
-            (self._sync_source or self._confirmed)
+            (self._sync_source or self._still_confirmed(wall))
             and plausible(wall)
             and wall >= floor - self._slack
         )
+
+    def _still_confirmed(self, wall: float) -> bool:
+        """A confirmation survives drift (1,000 ppm) but not a step of the wall clock."""
+        if self._confirmed is None:
+            return False
+        wall0, mono0 = self._confirmed
+        elapsed = self._clock.monotonic() - mono0
+        if abs((wall - wall0) - elapsed) > self._slack + 0.001 * max(0.0, elapsed):
+            self._confirmed = None
+            return False
+        return True
 
     def raise_floor(self, t: float) -> bool:
         """Raise the evidence floor to ``t`` (a persisted floor, an owner's time)."""
@@ -216,7 +229,9 @@ class TrustedClock:
         """Take a document floor another process already judged (from the store)."""
         if not plausible(t) or t <= self.doc_floor():
             return False
-        if t > self.evidence() + self._lead:
+        wall = self._clock.wall()
+        base = max(self.evidence(), wall if plausible(wall) else 0.0, MIN_TIME)
+        if t > base + self._lead:
             return False  # never trust a stored value more than a fresh document
         self._doc = (t, self._clock.monotonic())
         return True
@@ -233,7 +248,7 @@ class TrustedClock:
         """
         wall = self._clock.wall()
         if plausible(wall) and abs(wall - t) <= self._skew:
-            self._confirmed = True  # a signed time agrees with the wall clock
+            self._confirmed = (wall, self._clock.monotonic())  # a signed time agrees
         floor = self.floor()
         if self._wall_trusted(wall, floor):
             bound = wall + self._skew

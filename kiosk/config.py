@@ -100,6 +100,21 @@ class StoreConfig:
         default=5000,
         metadata=_meta("wait this long for the other process's write", _range(100, 60000)),
     )
+    max_purge_fraction: float = field(
+        default=0.25,
+        metadata=_meta(
+            "refuse a retention pass that would delete more than this share of the "
+            "orders, events or log records at once",
+            _range(0.01, 1),
+        ),
+    )
+    reserve_kb: int = field(
+        default=2048,
+        metadata=_meta(
+            "space kept in reserve for the door's writes when the card fills up (0: none)",
+            _range(0, 1048576),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,14 @@ class MqttConfig:
     )
     log_rate_per_min: int = field(
         default=120, metadata=_meta("log records queued per minute at most", _range(1, 100000))
+    )
+    will_delay_s: int = field(
+        default=60,
+        metadata=_meta(
+            "the broker waits this long before publishing the kiosk's offline will "
+            "(a kiosk back sooner keeps its last status)",
+            _range(0, 3600),
+        ),
     )
 
 

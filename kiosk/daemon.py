@@ -43,7 +43,6 @@ FLOOR_SAVE_S = 300.0
 COMMAND_POLL_S = 0.5
 STATUS_POLL_S = 2.0
 STORE_RETRY_S = 5.0
-PURGE_S = 3600.0
 LANGUAGE_REVERT_S = 60.0
 
 __all__ = ["BoardPort", "DisplayPort", "DoorDaemon"]
@@ -146,7 +145,6 @@ class DoorDaemon:
             "cmd": mono,
             "status": mono,
             "store": mono,
-            "purge": mono + 60.0,
             "sync": mono + 60.0,
         }
         self.day_override: tuple[bool, bool] | None = None  # (day, what the schedule said)
@@ -320,9 +318,6 @@ class DoorDaemon:
         if self.store_ok and mono >= self._next["floor"]:
             self._next["floor"] = mono + FLOOR_SAVE_S
             self._save_floor()
-        if self.store_ok and mono >= self._next["purge"]:
-            self._next["purge"] = mono + PURGE_S
-            self._purge()
         self._write_door_status()
         self._render()
 
@@ -608,7 +603,11 @@ class DoorDaemon:
             if corrected:
                 self.store.save_doc_floor(0.0)  # NTP corrected a floor from documents
             self.tclock.raise_floor(self.store.clock_floor())
-            self.tclock.adopt_doc_floor(self.store.doc_floor())
+            stored = self.store.doc_floor()
+            if stored == 0.0 and self.tclock.doc_floor() > 0.0:
+                # the owner's `time` command or NTP discarded the documents' floor
+                self.tclock.clear_doc_floor()
+            self.tclock.adopt_doc_floor(stored)
             signed = self.store.signed_time()
         except StoreError:
             signed = 0.0
@@ -628,22 +627,6 @@ class DoorDaemon:
             self.store.save_clock_floor(self.tclock.evidence())
         except StoreError as exc:
             self.effects.store_failed(exc)
-
-    def _purge(self) -> None:
-        try:
-            counts = self.store.purge(
-                self.snap().now,
-                order_retention_s=self.cfg.store.order_retention_days * 86400,
-                event_retention_s=self.cfg.store.event_retention_days * 86400,
-            )
-        except StoreError as exc:
-            self.effects.store_failed(exc)
-            return
-        if any(counts.values()):
-            log.info(
-                "retention: forgot %(orders)d orders, %(events)d events, %(logs)d log records",
-                counts,
-            )
 
     def _local(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, self.tz) if self.tz else datetime.fromtimestamp(t)

@@ -18,6 +18,24 @@ from collections.abc import Callable
 from kiosk.store import Store
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+MAX_MESSAGE = 2000  # characters of one stored record; a traceback is cut here
+
+
+def describe_defect(exc: BaseException) -> str:
+    """An exception's class and where it was raised, without its message.
+
+    Messages of exceptions met while judging untrusted input may quote the
+    input (``invalid literal for int(): '...'``); the class and the place are
+    enough to find the defect, and never carry a payload or a secret.
+    """
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        place = "/".join(code.co_filename.split("/")[-2:])
+        where = f" at {place}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return f"{type(exc).__name__}{where}"
 
 
 class StoreLogHandler(logging.Handler):
@@ -64,7 +82,10 @@ class StoreLogHandler(logging.Handler):
                     f"{self.dropped} log records dropped by the rate limit",
                 )
                 self.dropped = 0
-            self.store.append_log(now, record.levelname, record.name, self.format(record))
+            text = self.format(record)
+            if len(text) > MAX_MESSAGE:
+                text = text[:MAX_MESSAGE] + " [cut]"
+            self.store.append_log(now, record.levelname, record.name, text)
         except Exception:
             self.handleError(record)
         finally:
@@ -91,3 +112,35 @@ def attach_store(
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+class Throttled:
+    """At most one log line per key per ``every_s`` (monotonic seconds); the
+    lines held back are counted and said with the next one. For defects and
+    failures that a flood of input could repeat thousands of times a second."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def ready(self, key: str, now_mono: float) -> int | None:
+        """None when this line must be held back; else how many were held since."""
+        last = self._last.get(key)
+        if last is not None and now_mono - last < self.every_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now_mono
+        return self._held.pop(key, 0)
+
+    def defect(
+        self, logger: logging.Logger, key: str, now_mono: float, what: str, exc: BaseException
+    ) -> None:
+        held = self.ready(key, now_mono)
+        if held is None:
+            return
+        more = f" ({held} more like it held back)" if held else ""
+        logger.error("%s failed: %s%s", what, describe_defect(exc), more)
+        logger.debug("the defect in full", exc_info=exc)

@@ -2,21 +2,16 @@
 
 A small facade (docs/design.md, "Store"): dataclasses in and out,
 ``atomic()`` around multi-step writes (nested calls are savepoints), typed
-accessors for the state the two processes share, numbered migrations each
-in one transaction. The file is in WAL mode with ``synchronous=FULL`` so a
-commit that returned survives a power cut, and a busy timeout so the second
-writer waits instead of failing.
+accessors for the state the two processes share. The plumbing (files 0600
+from the first byte, WAL with ``synchronous=FULL``, race-free numbered
+migrations, the space policy, the one error path) is
+:class:`kiosk.storebase.StoreBase`; the trail and retention queries are
+:class:`kiosk.storetrail.TrailQueries`; the rows are :mod:`kiosk.schema`.
 
-sqlite-utils does what it is good at: creating the tables and indexes of
-the migrations from plain Python descriptions. Every statement at run time
-is plain SQL through :meth:`Store._q` and :meth:`Store._x`, the one path
-that maps SQLite's errors: the hot paths (a keypress, a batch of orders)
-cannot afford sqlite-utils' per-call table introspection, and one path is
-what lets the promise below hold.
-
-What may escape: :class:`StoreError` for anything SQLite or the file system
-refuses (disk full, read-only, locked past the timeout, corrupt file,
-constraint violations), and nothing else from SQLite.
+What may escape: :class:`StoreError` (and its leaf :class:`StoreFull`) for
+anything SQLite or the file system refuses (disk full, read-only, locked
+past the timeout, corrupt file, constraint violations), and nothing else
+from SQLite.
 """
 
 from __future__ import annotations
@@ -24,477 +19,54 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import sqlite_utils
+from kiosk.schema import (
+    MIGRATIONS,
+    DoorStatus,
+    LogRecord,
+    OrderRow,
+    StaffRow,
+    StoredEvent,
+    ThrottleRow,
+    event_from_row,
+    staff_key,
+)
+from kiosk.storebase import DOOR_HEADROOM, LOW_WATER, StoreFull
+from kiosk.storetrail import Anchor, TrailQueries
 
-from kiosk.errors import StoreError
-from protocol.events import ZERO_HASH, Tail
+__all__ = [
+    "DOOR_HEADROOM",
+    "LOW_WATER",
+    "MIGRATIONS",
+    "Anchor",
+    "DoorStatus",
+    "LogRecord",
+    "OrderRow",
+    "StaffRow",
+    "Store",
+    "StoreFull",
+    "StoredEvent",
+    "ThrottleRow",
+    "staff_key",
+]
 
 log = logging.getLogger(__name__)
-
 
 META_DOOR_STATUS = "door_status"
 META_MQTT_ONLINE = "mqtt_online"
 META_CLOCK_FLOOR = "clock_floor"
 META_DOC_FLOOR = "clock_doc_floor"
 META_SIGNED_TIME = "signed_time"
+COMMAND_STATES = ("pending", "running", "done", "failed", "refused", "cancelled", "blocked")
 
 
-def staff_key(staff_id: str) -> str:
-    """Where a staff code's used steps are kept (beside the orders', never colliding:
-    an order id cannot contain a colon)."""
-    return f"staff:{staff_id}"
-
-
-@dataclass(frozen=True)
-class DoorStatus:
-    """The door's state as the door daemon reports it to the sync agent."""
-
-    door: str = "closed"  # closed | open
-    lock: str = "locked"  # locked | unlocked
-    mode: str = "night"  # night | day
-    alarms: tuple[str, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DoorStatus:
-        allowed = {
-            "door": ("closed", "open"),
-            "lock": ("locked", "unlocked"),
-            "mode": ("night", "day"),
-        }
-        kw: dict[str, Any] = {k: data[k] for k, ok in allowed.items() if data.get(k) in ok}
-        alarms = data.get("alarms")
-        if isinstance(alarms, list):
-            kw["alarms"] = tuple(a for a in alarms[:20] if isinstance(a, str) and len(a) <= 64)
-        return cls(**kw)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "door": self.door,
-            "lock": self.lock,
-            "mode": self.mode,
-            "alarms": list(self.alarms),
-        }
-
-
-def _m1(db: sqlite_utils.Database) -> None:
-    db.table("meta").create({"key": str, "value": str}, pk="key")
-    db.table("orders").create(
-        {
-            "order_id": str,
-            "version": int,
-            "status": str,
-            "pickup_no": str,
-            "slot": str,
-            "issued_at": float,
-            "expires_at": float,
-            "collected_at": float,
-            "collected_locally": int,
-            "otp_secret": str,
-            "otp_digits": int,
-            "otp_period": int,
-            "backup_code": int,
-            "doc": str,  # the whole accepted document, unknown fields kept
-            "updated_at": float,
-        },
-        pk="order_id",
-        not_null={"version", "status", "pickup_no", "doc"},
-    )
-    db.table("orders").create_index(["pickup_no"])
-    db.table("orders").create_index(["status"])
-    db.table("events").create(
-        {
-            "seq": int,
-            "type": str,
-            "order_id": str,
-            "ts": float,
-            "body": str,  # the exact JSON published, hash included
-            "hash": str,
-            "acked": int,
-            "acked_at": float,
-        },
-        pk="seq",
-        not_null={"type", "ts", "body", "hash", "acked"},
-    )
-    db.execute("CREATE INDEX idx_events_unacked ON events(seq) WHERE acked = 0")
-    db.table("used_steps").create(
-        {"order_id": str, "step": int, "used_at": float}, pk=("order_id", "step")
-    )
-    db.table("throttle").create(
-        {"key": str, "failures": int, "tokens": float, "until": float, "updated": float},
-        pk="key",
-    )
-    db.table("commands").create(
-        {
-            "cmd_id": str,
-            "cmd": str,
-            "received_at": float,
-            "expires_at": float,
-            "state": str,  # refused | done | pending (for the door) | failed
-            "error": str,
-            "args": str,
-        },
-        pk="cmd_id",
-    )
-    db.table("logs").create(
-        {"seq": int, "ts": float, "level": str, "logger": str, "message": str, "acked": int},
-        pk="seq",
-        not_null={"ts", "level", "message", "acked"},
-    )
-    db.execute("CREATE INDEX idx_logs_unacked ON logs(seq) WHERE acked = 0")
-
-
-def _m2(db: sqlite_utils.Database) -> None:
-    """Staff and courier codes (docs/protocol.md, "Staff and courier codes")."""
-    db.table("staff").create(
-        {
-            "staff_id": str,
-            "version": int,
-            "staff_no": str,
-            "name": str,
-            "role": str,
-            "valid_from": float,
-            "valid_until": float,
-            "schedule": str,  # JSON list of windows
-            "revoked": int,
-            "otp_secret": str,
-            "otp_digits": int,
-            "otp_period": int,
-            "doc": str,
-            "updated_at": float,
-        },
-        pk="staff_id",
-        not_null={"version", "staff_no", "otp_secret"},
-    )
-    db.table("staff").create_index(["staff_no"])
-
-
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_m1, _m2)
-
-
-@dataclass(frozen=True)
-class OrderRow:
-    order_id: str
-    version: int
-    status: str
-    pickup_no: str
-    slot: str | None
-    issued_at: float | None
-    expires_at: float | None
-    collected_at: float | None
-    collected_locally: bool
-    otp_secret: str
-    otp_digits: int
-    otp_period: int
-    backup_code: bool
-    doc: dict[str, Any]
-    updated_at: float
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> OrderRow:
-        return cls(
-            order_id=row["order_id"],
-            version=row["version"],
-            status=row["status"],
-            pickup_no=row["pickup_no"],
-            slot=row["slot"],
-            issued_at=row["issued_at"],
-            expires_at=row["expires_at"],
-            collected_at=row["collected_at"],
-            collected_locally=bool(row["collected_locally"]),
-            otp_secret=row["otp_secret"],
-            otp_digits=row["otp_digits"],
-            otp_period=row["otp_period"],
-            backup_code=bool(row["backup_code"]),
-            doc=json.loads(row["doc"]),
-            updated_at=row["updated_at"],
-        )
-
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "order_id": self.order_id,
-            "version": self.version,
-            "status": self.status,
-            "pickup_no": self.pickup_no,
-            "slot": self.slot,
-            "issued_at": self.issued_at,
-            "expires_at": self.expires_at,
-            "collected_at": self.collected_at,
-            "collected_locally": int(self.collected_locally),
-            "otp_secret": self.otp_secret,
-            "otp_digits": self.otp_digits,
-            "otp_period": self.otp_period,
-            "backup_code": int(self.backup_code),
-            "doc": json.dumps(self.doc, ensure_ascii=False, sort_keys=True),
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    seq: int
-    type: str
-    order_id: str | None
-    ts: float
-    body: str
-    hash: str
-    acked: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.body)
-        return result
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    seq: int
-    ts: float
-    level: str
-    logger: str
-    message: str
-
-
-@dataclass(frozen=True)
-class StaffRow:
-    staff_id: str
-    version: int
-    staff_no: str
-    name: str
-    role: str
-    valid_from: float | None
-    valid_until: float | None
-    schedule: list[dict[str, Any]]
-    revoked: bool
-    otp_secret: str
-    otp_digits: int
-    otp_period: int
-    doc: dict[str, Any]
-    updated_at: float
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> StaffRow:
-        return cls(
-            staff_id=row["staff_id"],
-            version=row["version"],
-            staff_no=row["staff_no"],
-            name=row["name"] or "",
-            role=row["role"] or "staff",
-            valid_from=row["valid_from"],
-            valid_until=row["valid_until"],
-            schedule=json.loads(row["schedule"] or "[]"),
-            revoked=bool(row["revoked"]),
-            otp_secret=row["otp_secret"],
-            otp_digits=row["otp_digits"],
-            otp_period=row["otp_period"],
-            doc=json.loads(row["doc"] or "{}"),
-            updated_at=row["updated_at"] or 0.0,
-        )
-
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "staff_id": self.staff_id,
-            "version": self.version,
-            "staff_no": self.staff_no,
-            "name": self.name,
-            "role": self.role,
-            "valid_from": self.valid_from,
-            "valid_until": self.valid_until,
-            "schedule": json.dumps(self.schedule, sort_keys=True),
-            "revoked": int(self.revoked),
-            "otp_secret": self.otp_secret,
-            "otp_digits": self.otp_digits,
-            "otp_period": self.otp_period,
-            "doc": json.dumps(self.doc, ensure_ascii=False, sort_keys=True),
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(frozen=True)
-class ThrottleRow:
-    key: str
-    failures: int
-    tokens: float
-    until: float
-    updated: float
-
-
-class Store:
+class Store(TrailQueries):
     """One SQLite file; safe to share between threads of one process and
     between the door daemon and the sync agent."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
-        self.path = Path(path)
-        try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                str(path),
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,
-                timeout=busy_timeout_ms / 1000,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(path) != ":memory:" and mode.lower() != "wal":
-                raise StoreError(f"{path}: cannot switch the database to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot create the database folder: {exc}") from exc
-        self._conn = conn
-        self._lock = threading.RLock()
-        self._depth = 0
-        self.rollbacks = 0  # nested rollbacks so far (cached tails check it)
-        self.migrate()
-
-    # ----- plumbing -------------------------------------------------------
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE); nested calls are savepoints.
-
-        Taking the write lock at BEGIN means a concurrent writer waits up to
-        the busy timeout instead of failing half-way through. A nested block
-        that raises rolls back only its own writes (and bumps ``rollbacks``,
-        so cached reads of the chain's tail are dropped).
-        """
-        with self._lock:
-            depth = self._depth
-            name = f"sp{depth}"
-            try:
-                self._conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
-            self._depth = depth + 1
-            try:
-                yield
-            except BaseException:
-                self._depth = depth
-                self.rollbacks += 1
-                try:
-                    if depth:
-                        self._conn.execute(f"ROLLBACK TO {name}")
-                        self._conn.execute(f"RELEASE {name}")
-                    else:
-                        self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rollback failed")
-                raise
-            self._depth = depth
-            try:
-                self._conn.execute(f"RELEASE {name}" if depth else "COMMIT")
-            except sqlite3.Error as exc:
-                self.rollbacks += 1
-                if not depth:
-                    with suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
-                raise StoreError(f"{self.path}: cannot commit: {exc}") from exc
-
-    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            try:
-                cur = self._conn.execute(sql, params)
-                cols = [d[0] for d in cur.description or ()]
-                return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
-
-    def _x(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: write failed: {exc}") from exc
-
-    def _xmany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
-            try:
-                self._conn.executemany(sql, rows)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: write failed: {exc}") from exc
-
-    def on_statement(self, callback: Callable[[str], None] | None) -> None:
-        """Call ``callback`` with every SQL statement run (benchmarks count commits)."""
-        self._conn.set_trace_callback(callback)
-
-    def checkpoint(self) -> None:
-        """Fold the WAL into the main file (tests and benchmarks measure sizes)."""
-        self._x("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def pragma(self, name: str) -> Any:
-        """Read one PRAGMA's value (tests and the doctor)."""
-        if not name.isidentifier():
-            raise ValueError(f"not a pragma name: {name!r}")
-        rows = self._q(f"PRAGMA {name}")
-        return next(iter(rows[0].values())) if rows else None
-
-    def schema_version(self) -> int:
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-
-    def migrate(self) -> None:
-        """Apply pending numbered migrations, each in one transaction."""
-        with self._lock:
-            current = self.schema_version()
-            if current > len(MIGRATIONS):
-                raise StoreError(
-                    f"{self.path}: the database has schema {current}, newer than this "
-                    f"program's {len(MIGRATIONS)}: upgrade pickup-kiosk"
-                )
-            for number in range(current + 1, len(MIGRATIONS) + 1):
-                try:
-                    with self.atomic():
-                        MIGRATIONS[number - 1](sqlite_utils.Database(self._conn))
-                        self._conn.execute(f"PRAGMA user_version = {number}")
-                except sqlite3.Error as exc:
-                    raise StoreError(f"{self.path}: migration {number} failed: {exc}") from exc
-                log.info("store schema migrated to %d", number)
-
-    def integrity_ok(self) -> tuple[bool, str]:
-        rows = self._q("PRAGMA integrity_check")
-        text = "; ".join(str(next(iter(r.values()))) for r in rows)
-        return text == "ok", text
-
-    def backup_to(self, dest: str | Path) -> None:
-        """A consistent copy through SQLite's backup API (never copy the files)."""
-        with self._lock:
-            target = sqlite3.connect(str(dest))
-            try:
-                self._conn.backup(target)
-            finally:
-                target.close()
-
     # ----- meta: the state the two processes share ------------------------
-
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
-        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0]["value"] if rows else default
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.atomic():
-            self._x(
-                "INSERT INTO meta(key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
 
     def _meta_float(self, key: str) -> float:
         try:
@@ -529,7 +101,7 @@ class Store:
         """Persist a lower bound on true time; it never moves back."""
         if not math.isfinite(t):
             return
-        with self.atomic():
+        with self.atomic(low=False):
             self._x(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS REAL), "
@@ -590,7 +162,7 @@ class Store:
             self._x(f"INSERT OR REPLACE INTO orders ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
     def delete_order(self, order_id: str) -> bool:
-        with self.atomic():
+        with self.atomic(low=False):
             cur = self._x("DELETE FROM orders WHERE order_id = ?", (order_id,))
             self._x("DELETE FROM used_steps WHERE order_id = ?", (order_id,))
             return cur.rowcount > 0
@@ -661,16 +233,6 @@ class Store:
 
     # ----- events (the audit trail) ---------------------------------------
 
-    def last_event(self) -> StoredEvent | None:
-        rows = self._q("SELECT * FROM events ORDER BY seq DESC LIMIT 1")
-        return _event(rows[0]) if rows else None
-
-    def last_seq(self) -> int:
-        last = self.last_event()
-        if last is not None:
-            return last.seq
-        return int(self.get_meta("chain_anchor_seq", "0") or 0)
-
     def insert_event_row(
         self, seq: int, type_: str, *, order_id: str | None, ts: float, body: str, hash_: str
     ) -> None:
@@ -687,7 +249,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_event(r) for r in self._q(sql, params)]
+        return [event_from_row(r) for r in self._q(sql, params)]
 
     def iter_events(self, since: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
         while True:
@@ -702,7 +264,7 @@ class Store:
             "SELECT * FROM events WHERE acked = 0 AND seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def outbox_size(self) -> int:
         return int(self._q("SELECT count(*) AS n FROM events WHERE acked = 0")[0]["n"])
@@ -710,7 +272,7 @@ class Store:
     def mark_events_acked(self, seqs: Sequence[int], now: float) -> None:
         if not seqs:
             return
-        with self.atomic():
+        with self.atomic(low=False):  # acknowledged rows are what retention may free
             self._xmany(
                 "UPDATE events SET acked = 1, acked_at = ? WHERE seq = ?",
                 [(now, s) for s in seqs],
@@ -719,7 +281,9 @@ class Store:
     # ----- log records going up ---------------------------------------------
 
     def append_log(self, ts: float, level: str, logger: str, message: str) -> int:
-        with self.atomic():
+        """Queue a log record; StoreFull when the card is nearly full (records
+        are the first thing to go without: journald has them too)."""
+        with self.atomic(low=True):
             cur = self._x(
                 "INSERT INTO logs(ts, level, logger, message, acked) VALUES (?, ?, ?, ?, 0)",
                 (ts, level, logger, message),
@@ -739,7 +303,7 @@ class Store:
     def mark_logs_acked(self, seqs: Sequence[int]) -> None:
         if not seqs:
             return
-        with self.atomic():
+        with self.atomic(low=False):
             self._xmany("UPDATE logs SET acked = 1 WHERE seq = ?", [(s,) for s in seqs])
 
     def logs_outbox_size(self) -> int:
@@ -778,14 +342,32 @@ class Store:
             )
             return cur.rowcount == 1
 
-    def pending_door_commands(self) -> list[dict[str, Any]]:
+    def command_state(self, cmd_id: str) -> str | None:
+        rows = self._q("SELECT state FROM commands WHERE cmd_id = ?", (cmd_id,))
+        return str(rows[0]["state"]) if rows else None
+
+    def pending_commands(self) -> list[dict[str, Any]]:
+        """Commands waiting for the door or being carried out (read only)."""
         return self._q(
-            "SELECT cmd_id, cmd, received_at, expires_at, args FROM commands "
-            "WHERE state = 'pending' ORDER BY received_at"
+            "SELECT cmd_id, cmd, received_at, expires_at, args, state FROM commands "
+            "WHERE state IN ('pending', 'running') ORDER BY received_at"
         )
 
-    def finish_command(self, cmd_id: str, state: str, error: str = "") -> None:
+    def pending_door_commands(self) -> list[dict[str, Any]]:
+        """The door takes the pending unlocks: each row moves to ``running`` as
+        it is read, in one statement, so a ``cancel`` either withdraws an unlock
+        before the door saw it or finds it taken, never both."""
         with self.atomic():
+            rows = self._q(
+                "UPDATE commands SET state = 'running' WHERE state = 'pending' AND cmd = 'unlock' "
+                "RETURNING cmd_id, cmd, received_at, expires_at, args"
+            )
+        return sorted(rows, key=lambda r: (r["received_at"], r["cmd_id"]))
+
+    def finish_command(self, cmd_id: str, state: str, error: str = "") -> None:
+        if state not in COMMAND_STATES:
+            raise ValueError(f"not a command state: {state!r}")
+        with self.atomic(low=False):
             self._x(
                 "UPDATE commands SET state = ?, error = ? WHERE cmd_id = ?", (state, error, cmd_id)
             )
@@ -794,72 +376,70 @@ class Store:
         rows = self._q("SELECT * FROM commands WHERE cmd_id = ?", (cmd_id,))
         return rows[0] if rows else None
 
-    # ----- retention ------------------------------------------------------
+    def fail_command_if(self, cmd_id: str, states: Sequence[str], error: str) -> bool:
+        """Mark a command failed only if it is still in one of ``states``.
 
-    def purge(
-        self,
-        now: float,
-        *,
-        order_retention_s: float,
-        event_retention_s: float,
-        log_retention_s: float | None = None,
-    ) -> dict[str, int]:
-        """Forget what is old enough, customer data with it.
-
-        Orders: collected, cancelled or expired longer than the retention ago.
-        Events: acknowledged and older than the retention; the last purged
-        event's hash is kept as the chain anchor so verification still works.
+        A compare-and-set, so the sync agent's timeout never overwrites the
+        door daemon's outcome. Returns whether this call changed the row.
         """
-        log_retention_s = event_retention_s if log_retention_s is None else log_retention_s
-        order_cut = now - order_retention_s
-        with self.atomic():
-            old = self._q(
-                "SELECT order_id FROM orders WHERE "
-                "(status IN ('collected', 'cancelled') AND updated_at < ?) "
-                "OR (expires_at IS NOT NULL AND expires_at < ?)",
-                (order_cut, order_cut),
+        marks = ",".join("?" for _ in states)
+        with self.atomic(low=False):
+            cur = self._x(
+                f"UPDATE commands SET state = 'failed', error = ? "  # noqa: S608
+                f"WHERE cmd_id = ? AND state IN ({marks})",
+                (error, cmd_id, *states),
             )
-            ids = [r["order_id"] for r in old]
-            for oid in ids:
-                self._x("DELETE FROM orders WHERE order_id = ?", (oid,))
-                self._x("DELETE FROM used_steps WHERE order_id = ?", (oid,))
-            # Events only leave from the front of the chain, never from the middle.
-            event_cut = now - event_retention_s
-            first_unacked = self._q("SELECT min(seq) AS s FROM events WHERE acked = 0")[0]["s"]
-            limit_seq = first_unacked - 1 if first_unacked is not None else self.last_seq()
-            last_old = self._q(
-                "SELECT max(seq) AS s FROM events WHERE seq <= ? AND ts < ?",
-                (limit_seq, event_cut),
-            )[0]["s"]
-            n_events = 0
-            if last_old is not None:
-                anchor = self._q("SELECT hash FROM events WHERE seq = ?", (last_old,))[0]["hash"]
-                n_events = self._x("DELETE FROM events WHERE seq <= ?", (last_old,)).rowcount
-                for key, value in (
-                    ("chain_anchor_seq", str(last_old)),
-                    ("chain_anchor_hash", anchor),
-                ):
-                    self._x(
-                        "INSERT INTO meta(key, value) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                        (key, value),
-                    )
-            n_logs = self._x(
-                "DELETE FROM logs WHERE acked = 1 AND ts < ?", (now - log_retention_s,)
-            ).rowcount
-            # Old TOTP steps can never match again (codes are judged at or after the
-            # trusted clock's floor); the backup code's marker (step -1) stays.
-            self._x("DELETE FROM used_steps WHERE step >= 0 AND used_at < ?", (now - 86400 * 2,))
-            self._x(
-                "DELETE FROM commands WHERE received_at < ? AND state != 'pending'",
-                (now - max(event_retention_s, 86400 * 7),),
-            )
-        return {"orders": len(ids), "events": n_events, "logs": n_logs}
+            return cur.rowcount == 1
 
-    def chain_anchor(self) -> Tail:
-        """Where the kept trail starts: the last purged event (or the chain's start)."""
-        seq = int(self.get_meta("chain_anchor_seq", "0") or 0)
-        return Tail(seq, self.get_meta("chain_anchor_hash", ZERO_HASH) or ZERO_HASH)
+    def fail_command_if_pending(self, cmd_id: str, error: str) -> bool:
+        return self.fail_command_if(cmd_id, ("pending",), error)
+
+    def cancel_command(
+        self, target: str, *, by: str, received_at: float, remember_until: float
+    ) -> str:
+        """Withdraw ``target`` for a ``cancel`` command, atomically; return its state.
+
+        ``cancelled``: it was pending and now never runs. ``blocked``: it was
+        not seen yet; a tombstone makes it refused (``cancelled``) if it comes.
+        ``running``: the door has it right now. Anything else (``done``,
+        ``failed``, ``refused``): there was nothing left to withdraw.
+        """
+        error = f"cancelled by {by}"
+        with self.atomic(low=False):
+            state = self.command_state(target)
+            if state is None:
+                self._x(
+                    "INSERT INTO commands(cmd_id, cmd, received_at, expires_at, state, error, "
+                    "args) VALUES (?, '', ?, ?, 'blocked', ?, '{}')",
+                    (target, received_at, remember_until, error),
+                )
+                return "blocked"
+            if state == "pending":
+                self._x(
+                    "UPDATE commands SET state = 'cancelled', error = ? "
+                    "WHERE cmd_id = ? AND state = 'pending'",
+                    (error, target),
+                )
+                return "cancelled"
+            return state
+
+    def refuse_blocked(self, cmd_id: str, cmd: str, expires_at: float) -> bool:
+        """A command that arrives after its tombstone: remember it refused."""
+        with self.atomic(low=False):
+            cur = self._x(
+                "UPDATE commands SET cmd = ?, state = 'refused', error = 'cancelled', "
+                "expires_at = max(coalesce(expires_at, 0), ?) "
+                "WHERE cmd_id = ? AND state = 'blocked'",
+                (cmd, expires_at, cmd_id),
+            )
+            return cur.rowcount == 1
+
+    def purge(self, now: float, **_retention: float | None) -> dict[str, int]:
+        """Retention moved to :mod:`kiosk.retention` (run by the sync agent),
+        which knows whether the clock is trusted; this entry point, kept for
+        callers that only have a time, deletes nothing."""
+        log.debug("Store.purge(%.0f) ignored: kiosk.retention runs retention", now)
+        return {"orders": 0, "events": 0, "logs": 0}
 
     def held_order_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` the store holds (one query per 500)."""
@@ -873,31 +453,3 @@ class Store:
             )
             found.update(str(r["order_id"]) for r in rows)
         return found
-
-    # ----- added for the sync agent ---------------------------------------
-
-    def fail_command_if_pending(self, cmd_id: str, error: str) -> bool:
-        """Mark a command failed only if it is still pending (nobody took it).
-
-        A compare-and-set, so the sync agent's timeout never overwrites the
-        door daemon's outcome. Returns whether this call changed the row.
-        """
-        with self.atomic():
-            cur = self._x(
-                "UPDATE commands SET state = 'failed', error = ? "
-                "WHERE cmd_id = ? AND state = 'pending'",
-                (error, cmd_id),
-            )
-            return cur.rowcount == 1
-
-
-def _event(row: dict[str, Any]) -> StoredEvent:
-    return StoredEvent(
-        seq=row["seq"],
-        type=row["type"],
-        order_id=row["order_id"],
-        ts=row["ts"],
-        body=row["body"],
-        hash=row["hash"],
-        acked=bool(row["acked"]),
-    )

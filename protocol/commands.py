@@ -64,6 +64,9 @@ REFUSALS: dict[str, str] = {
     "too_old": "issued_at is older than the kiosk remembers command ids",
     "expired": "the command expired (expires_at is not after the kiosk's time)",
     "unknown_cmd": "unknown cmd; this kiosk knows " + ", ".join(COMMANDS),
+    "clock_conflict": "the command's signed time is further ahead than the kiosk can account "
+    'for (see docs/protocol.md, "Time"); it was not adopted',
+    "internal": "the kiosk could not judge this command (a defect, logged by class)",
 }
 
 

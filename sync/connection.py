@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,7 +105,13 @@ class Published:
     reason: str
 
 
-Event = Message | Connected | Disconnected | Published
+@dataclass(frozen=True)
+class Subscribed:
+    mid: int
+    ok: bool  # every filter of the SUBSCRIBE was granted
+
+
+Event = Message | Connected | Disconnected | Published | Subscribed
 
 
 class Backoff:
@@ -135,13 +142,15 @@ class Connection:
         rng: random.Random,
         *,
         will_topic: str,
-        will_payload: bytes,
+        will_payload: bytes | Callable[[], bytes],
+        will_delay_s: int = 0,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.backoff = Backoff(rng)
         self.will_topic = will_topic
         self.will_payload = will_payload
+        self.will_delay_s = will_delay_s
         self.state = DISCONNECTED
         self.protocol = MQTTProtocolVersion.MQTTv5
         self.next_attempt = clock.monotonic()
@@ -181,6 +190,13 @@ class Connection:
             return  # brokers refuse such topics; nothing to route it by
         self._events.append(Message(topic, bytes(msg.payload), bool(msg.retain), int(msg.qos)))
 
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        codes = reason_codes if isinstance(reason_codes, list) else [reason_codes]
+        ok = all(not getattr(rc, "is_failure", False) for rc in codes)
+        self._events.append(Subscribed(int(mid), ok))
+
     def _on_publish(
         self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
@@ -208,6 +224,7 @@ class Connection:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.max_inflight_messages_set(max(1, s.inflight))
         client.max_queued_messages_set(0)
         if s.username:
@@ -219,7 +236,14 @@ class Connection:
                 keyfile=s.key_file or None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        client.will_set(self.will_topic, self.will_payload, qos=1, retain=True)
+        payload = self.will_payload() if callable(self.will_payload) else self.will_payload
+        will_props = None
+        if v5 and self.will_delay_s > 0:
+            # A kiosk back within the delay resumes its session and the broker never
+            # publishes the will: its last status (and the seq it claims) stays retained.
+            will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_props.WillDelayInterval = self.will_delay_s
+        client.will_set(self.will_topic, payload, qos=1, retain=True, properties=will_props)
         return client
 
     def _start_attempt(self) -> None:
@@ -364,17 +388,29 @@ class Connection:
             return None
         return int(info.mid)
 
-    def subscribe(self, topics: list[tuple[str, int]]) -> None:
-        """Subscribe; with MQTT 5 the retain flag is kept as published, so a
-        command someone retained is recognized even when it arrives live."""
+    def subscribe(self, topics: list[tuple[str, int]], *, no_local: bool = False) -> int | None:
+        """Subscribe; return the SUBSCRIBE's mid (its :class:`Subscribed` follows).
+
+        With MQTT 5 the retain flag is kept as published, so a command someone
+        retained is recognized even when it arrives live; ``no_local`` asks the
+        broker not to send back what this client publishes itself.
+        """
         if self._client is None:
-            return
+            return None
         if self.protocol == MQTTProtocolVersion.MQTTv5:
-            self._client.subscribe(
-                [(t, SubscribeOptions(qos=q, retainAsPublished=True)) for t, q in topics]
+            rc, mid = self._client.subscribe(
+                [
+                    (t, SubscribeOptions(qos=q, retainAsPublished=True, noLocal=no_local))
+                    for t, q in topics
+                ]
             )
         else:
-            self._client.subscribe(topics)
+            rc, mid = self._client.subscribe(topics)
+        return int(mid) if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None else None
+
+    def unsubscribe(self, topic: str) -> None:
+        if self._client is not None:
+            self._client.unsubscribe(topic)
 
     def close(
         self, last_topic: str | None = None, last_payload: bytes = b"", wait_s: float = 2.0

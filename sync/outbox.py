@@ -70,13 +70,21 @@ class Outbox:
             self.last_event_sent = 0
             self.last_log_sent = 0
 
-    def fill(self, publish: Publish) -> int:
-        """Publish rows until the window is full; return how many were sent."""
+    def fill(self, publish: Publish, *, max_seq: int | None = None) -> int:
+        """Publish rows until the window is full; return how many were sent.
+
+        Events above ``max_seq`` wait: the agent publishes an event only after
+        a retained status claiming its seq was acknowledged (docs/protocol.md,
+        "Status"). Log records carry no seq claim and do not wait.
+        """
         sent = 0
         free = self.window - len(self.inflight)
         if free <= 0:
             return 0
-        for ev in self.store.outbox(limit=free, after_seq=self.last_event_sent):
+        rows = self.store.outbox(limit=free, after_seq=self.last_event_sent)
+        if max_seq is not None:
+            rows = [ev for ev in rows if ev.seq <= max_seq]
+        for ev in rows:
             mid = publish(topics.events(self.site), ev.body.encode("utf-8"))
             if mid is None:
                 return sent

@@ -22,9 +22,10 @@ from kiosk.health import Result, config_results, render_table
 def _load_checks() -> None:
     """Import the modules whose checks register themselves."""
     import hardware.health
+    import kiosk.storehealth
     import sync.health
 
-    del hardware, sync
+    del hardware, kiosk, sync
 
 
 def run_checks(cfg_path: str | None) -> list[Result]:

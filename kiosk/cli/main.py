@@ -19,10 +19,10 @@ from typing import Any
 
 from kiosk import __version__, logutil
 from kiosk import config as config_mod
-from kiosk.audit import Audit, verify_store
+from kiosk.audit import Audit
 from kiosk.clock import SystemClock, TrustedClock
 from kiosk.config import Config
-from kiosk.errors import ChainError, ConfigError, KioskError, StoreError, ValidationError
+from kiosk.errors import ConfigError, KioskError, StoreError, ValidationError
 from kiosk.orders import Intake, parse_documents, public_view
 from kiosk.store import OrderRow, Store
 
@@ -99,38 +99,77 @@ def cmd_config_show(cfg: Config, args: argparse.Namespace) -> int:
 # ----- orders ---------------------------------------------------------------
 
 
-def cmd_orders_import(cfg: Config, args: argparse.Namespace) -> int:
+MAX_IMPORT_BYTES = 64 * 1024 * 1024  # about 30,000 orders; a larger file is refused whole
+
+
+def _read_import(name: str) -> str:
+    """The file's text, read at most MAX_IMPORT_BYTES + 1 bytes (so /dev/zero or a
+    runaway pipe cannot exhaust memory); KioskError with one line otherwise."""
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        if name == "-":
+            raw = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
+        else:
+            with open(name, "rb") as f:
+                raw = f.read(MAX_IMPORT_BYTES + 1)
+    except IsADirectoryError:
+        raise KioskError(f"cannot read {name}: it is a folder, not a file") from None
     except OSError as exc:
-        print(f"kiosk: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        raise KioskError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise KioskError(f"{name} is too large to import") from None
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise KioskError(
+            f"{name} is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB; split it "
+            "(JSON lines can be cut anywhere between lines)"
+        )
+    if b"\0" in raw:
+        raise KioskError(f"{name} is a binary file, not JSON text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KioskError(f"{name} is not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def cmd_orders_import(cfg: Config, args: argparse.Namespace) -> int:
+    """Each document judged alone (docs/protocol.md, "Command line"); a defect met
+    by one is its rejection with reason ``internal``, never a traceback."""
+    try:
+        text = _read_import(args.file)
+    except KioskError as err:
+        print(f"kiosk: {err}", file=sys.stderr)
         return EXIT_FAIL
-    except UnicodeDecodeError:
-        print(f"kiosk: {args.file} is not UTF-8 text", file=sys.stderr)
-        return EXIT_FAIL
-    with _open(cfg) as store:
+    with Store(
+        cfg.store.path, busy_timeout_ms=cfg.store.busy_timeout_ms, low_priority=True
+    ) as store:
         intake = _intake(cfg, store)
         snap = _snapshot(cfg, store)
         try:
             docs = parse_documents(text)
         except ValidationError as err:
             intake.reject(snap, err, source="cli")
+            intake.audit.flush_rejections(snap, force=True)
             print(f"kiosk: {args.file}: {err}; nothing imported", file=sys.stderr)
+            return EXIT_FAIL
+        except (RecursionError, MemoryError, ValueError) as exc:
+            print(
+                f"kiosk: {args.file}: cannot be split into documents ({type(exc).__name__})",
+                file=sys.stderr,
+            )
             return EXIT_FAIL
         counts = {"stored": 0, "ignored": 0, "rejected": 0, "forgotten": 0}
         batch = 500
-        for start in range(0, len(docs), batch):
-            chunk = [(d, None, None) for d in docs[start : start + batch]]
-            for i, res in enumerate(intake.accept_many(chunk, snap, source="cli"), start + 1):
-                counts[res.outcome] += 1
-                if res.outcome == "rejected":
-                    print(
-                        f"document {i} ({res.order_id or 'no valid order_id'}): rejected: "
-                        f"{res.message}",
-                        file=sys.stderr,
-                    )
-                elif res.outcome == "ignored":
-                    print(f"document {i} ({res.order_id}): ignored: {res.message}", file=sys.stderr)
+        try:
+            for start in range(0, len(docs), batch):
+                chunk = [(d, None, None) for d in docs[start : start + batch]]
+                for i, res in enumerate(intake.accept_many(chunk, snap, source="cli"), start + 1):
+                    counts[res.outcome] += 1
+                    if res.outcome in ("rejected", "ignored"):
+                        name = res.order_id or "no valid order_id"
+                        print(
+                            f"document {i} ({name}): {res.outcome}: {res.message}", file=sys.stderr
+                        )
+        finally:
+            intake.audit.flush_rejections(snap, force=True)
     print(f"{counts['stored']} stored, {counts['ignored']} ignored, {counts['rejected']} rejected")
     return EXIT_FAIL if counts["rejected"] else EXIT_OK
 
@@ -234,25 +273,42 @@ def cmd_events(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_verify_log(cfg: Config, args: argparse.Namespace) -> int:
+    """Exit 0 when every kept event verifies, explained gaps included (the
+    retention anchor, a ``seq_gap`` after a rollback); 1 at a real break."""
+    from kiosk.trail import verify_trail
+
     with _open(cfg) as store:
-        anchor = store.chain_anchor().seq
-        try:
-            n = verify_store(store)
-        except ChainError as err:
-            print(f"chain broken at seq {err.seq}: {err}", file=sys.stderr)
-            return EXIT_FAIL
-    print(f"ok: {n} events verified (seq {anchor + 1} to {anchor + n})")
+        report = verify_trail(store)
+    for line in report.lines():
+        print(line)
+    if report.broken is not None:
+        print(f"chain broken at seq {report.broken.seq}: {report.broken}", file=sys.stderr)
+        return EXIT_FAIL
+    if report.count:
+        explained = f"; {len(report.gaps)} explained gap(s)" if report.gaps else ""
+        print(
+            f"ok: {report.count} events verified (seq {report.first_seq} to "
+            f"{report.last_seq}{explained})"
+        )
+    else:
+        print("ok: no events kept")
     return EXIT_OK
 
 
 def cmd_backup(cfg: Config, args: argparse.Namespace) -> int:
+    """A consistent copy, 0600 from its first byte (it holds the secrets)."""
     dest = Path(args.file)
-    if dest.exists():
-        print(f"kiosk: {dest} exists; give a new file name", file=sys.stderr)
-        return EXIT_FAIL
     with _open(cfg) as store:
-        store.backup_to(dest)
-    dest.chmod(0o600)  # it holds the active orders' one-time-code secrets
+        try:
+            store.backup_to(dest)
+        except FileExistsError:
+            print(f"kiosk: {dest} exists; give a new file name", file=sys.stderr)
+            return EXIT_FAIL
+        except StoreError:
+            raise
+        except OSError as exc:
+            print(f"kiosk: cannot create {dest}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAIL
     print(f"store backed up to {dest} (consistent copy through SQLite's backup API)")
     return EXIT_OK
 

@@ -135,28 +135,3 @@ def test_throttle_state_survives_reopen(tmp_path: Path) -> None:
     s.close()
     s = Store(tmp_path / "k.db")
     assert s.get_throttle("no:042") == ThrottleRow("no:042", 4, 0.0, 1234.5, 1000.0)
-
-
-def test_purge_forgets_old_orders_and_acked_events_but_keeps_the_chain(tmp_path: Path) -> None:
-    from tests.kiosk.helpers import World
-
-    w = World(tmp_path / "k.db")
-    w.add("OLD", "001", status="collected")
-    w.add("NEW", "002", expires_in=365 * 86400)
-    w.add("EXPIRED", "003")
-    for _ in range(3):
-        w.audit.record("boot", w.snap())
-    last = w.store.last_seq()
-    w.store.mark_events_acked(list(range(1, last)), w.clock.wall())  # all but the last
-    w.clock.advance(100 * 86400)
-    counts = w.store.purge(
-        w.clock.wall(), order_retention_s=30 * 86400, event_retention_s=90 * 86400
-    )
-    assert counts["orders"] == 2
-    assert w.store.get_order("OLD") is None and w.store.get_order("EXPIRED") is None
-    assert w.store.get_order("NEW") is not None  # still waiting on its shelf
-    remaining = [e.seq for e in w.store.iter_events(0)]
-    assert remaining == [last]  # the unacknowledged event is never purged
-    assert verify_store(w.store) == 1
-    w.audit.record("boot", w.snap())
-    assert verify_store(w.store) == 2

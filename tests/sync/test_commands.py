@@ -11,6 +11,7 @@ import pytest
 from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
+from protocol.times import format_time as rfc3339
 from tests.broker import Broker
 from tests.polling import wait_for
 from tests.sync import (
@@ -95,7 +96,7 @@ def test_refusals(broker: Broker, tmp_path: Path) -> None:
         res = one_result(owner, "C-replay")
         assert res["reason"] == "replayed"
         # Nothing refused reached the door.
-        assert [c["cmd_id"] for c in store.pending_door_commands()] == ["C-replay"]
+        assert [c["cmd_id"] for c in store.pending_commands()] == ["C-replay"]
         details = command_events(store)
         refused = {d["cmd_id"]: d for d in details if d["ok"] is False}
         assert set(refused) == set(cases) | {"C-replay"}
@@ -118,7 +119,7 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
         wait_for(lambda: store.get_meta("mqtt_online") == "1", what="online")
         for cmd_id in ("U-1", "U-2", "U-3"):
             owner.publish(topic("cmd", cmd_id), as_bytes(command(cmd_id)))
-        wait_for(lambda: len(store.pending_door_commands()) == 3, what="three pending")
+        wait_for(lambda: len(store.pending_commands()) == 3, what="three pending")
         row = store.get_command("U-1")
         assert row is not None and json.loads(row["args"]) == {"reason": "test"}
         # The door daemon (simulated) opens for U-1 and fails U-2.
@@ -127,7 +128,7 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
         assert one_result(owner, "U-1") == {
             "cmd_id": "U-1",
             "ok": True,
-            "result": {"cmd": "unlock", "state": "done"},
+            "result": {"cmd": "unlock", "state": "done", "expires_at": rfc3339(T0 + 120)},
         }
         r2 = one_result(owner, "U-2")
         assert r2["ok"] is False and r2["error"] == "door held open"
@@ -142,6 +143,7 @@ def test_unlock_done_failed_and_timeout(broker: Broker, tmp_path: Path) -> None:
             "ok": False,
             "error": "door daemon not running",
             "reason": "door_timeout",
+            "expires_at": rfc3339(T0 + 120),
         }
         assert store.get_command("U-3")["state"] == "failed"  # type: ignore[index]
         assert agent.rc is None

@@ -142,7 +142,9 @@ def test_agent_sigkill_mid_drain_then_restart(broker: Broker, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_will_marks_the_kiosk_offline_after_sigkill(broker: Broker, tmp_path: Path) -> None:
-    conf = write_toml(tmp_path / "kiosk.toml", config_dict(tmp_path, broker.url))
+    # will_delay_s: the broker holds the will back that long (a kiosk back sooner
+    # keeps its last status); short here so the test sees it.
+    conf = write_toml(tmp_path / "kiosk.toml", config_dict(tmp_path, broker.url, will_delay_s=1))
     watcher = Watcher(broker.port, [topic("status")]).start()
     proc = agent_process(conf)
     try:
@@ -162,6 +164,8 @@ def test_will_marks_the_kiosk_offline_after_sigkill(broker: Broker, tmp_path: Pa
     late = Watcher(broker.port, [topic("status")]).start()  # retained for newcomers
     got = wait_for(lambda: late.on("/status"), what="retained status")
     assert got[-1]["online"] is False and got[-1]["site"] == SITE
+    # the will still says which seq the kiosk had reached when it connected
+    assert {"last_seq", "last_hash", "seal"} <= set(got[-1])
     assert Store(tmp_path / "kiosk.db").get_meta("mqtt_online") == "1"  # it died online
     late.stop()
     watcher.stop()
@@ -186,3 +190,17 @@ def test_sigterm_says_offline_and_exits_zero(broker: Broker, tmp_path: Path) -> 
     assert last["reason"] == "shutdown"
     assert Store(tmp_path / "kiosk.db").get_meta("mqtt_online") == "0"
     watcher.stop()
+
+
+@pytest.mark.slow
+def test_the_agent_process_runs_below_the_door_s_priority(broker: Broker, tmp_path: Path) -> None:
+    """A flood keeps the agent busy; the door (nice 0) must win the CPU."""
+    import os
+
+    conf = write_toml(tmp_path / "kiosk.toml", config_dict(tmp_path, broker.url))
+    proc = agent_process(conf)
+    try:
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, proc.pid) == 10, what="nice 10")
+    finally:
+        proc.kill()
+        proc.wait(5)

@@ -66,3 +66,33 @@ def test_without_mqtt_the_agent_idles_until_stopped(
     t.join(10)
     assert result == [0]
     assert Store(cfg.store.path).get_meta("mqtt_online") == "0"
+
+
+@pytest.mark.broker
+def test_status_claims_its_seq_and_a_forged_claim_is_ignored(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Anyone with write access to the status topic can retain a status claiming
+    a huge seq; without this store's seal it moves nothing."""
+    cfg = make_config(tmp_path, broker.url)
+    store = Store(cfg.store.path)
+    forger = Watcher(broker.port).start()
+    forged = {"online": True, "site": "test-site-01", "last_seq": 10**12, "last_hash": "f" * 64}
+    forger.publish(topic("status"), json.dumps(forged).encode(), retain=True)
+    watcher = Watcher(broker.port, [topic("status"), topic("events")]).start()
+    with AgentThread(cfg):
+        status = wait_for(
+            lambda: [s for s in watcher.on("/status") if s.get("last_seq") != 10**12],
+            what="the kiosk's own status",
+        )[-1]
+        assert {"last_seq", "last_hash", "seal", "alarms"} <= set(status)
+        assert status["last_seq"] == store.last_seq() < 10**6
+        assert "store_rollback" not in status["alarms"]
+        # Flooding the status topic afterwards is ignored (the agent unsubscribed).
+        for i in range(200):
+            forger.client.publish(topic("status"), b'{"last_seq": %d}' % (10**9 + i), qos=0)
+        forger.publish(topic("status"), json.dumps(forged).encode())
+    assert store.last_seq() < 10**6
+    assert not [e for e in store.events_since(0) if e.type in ("seq_gap", "store_rollback")]
+    forger.stop()
+    watcher.stop()
