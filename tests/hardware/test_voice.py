@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pygame
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hardware.devices import BUZZER_PATTERNS
 from hardware.display import sample_screens
@@ -331,6 +333,52 @@ def test_no_audio_device_is_logged_once_and_the_door_works(
         assert voice.started == [("zh/idle", "en/toggle")] and voice.busy
     finally:
         rig.close()
+        voice.close()
+
+
+# A prompt file is an input too: a card that lost sectors, a half-copied folder.
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    how=st.sampled_from(["random", "truncate", "flip"]),
+    data=st.binary(max_size=400),
+    cut=st.integers(min_value=0, max_value=20000),
+    flips=st.lists(st.integers(min_value=0, max_value=20000), min_size=1, max_size=8),
+)
+def test_broken_prompt_files_never_raise_and_never_hurt_the_others(
+    prompt_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    how: str,
+    data: bytes,
+    cut: int,
+    flips: list[int],
+) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    for lang in LANGS:
+        (root / lang).mkdir()
+        for name in ("idle", "toggle", "typing"):
+            shutil.copy(path_for(prompt_dir, lang, name), path_for(root, lang, name))
+    good = path_for(prompt_dir, "zh", "typing").read_bytes()
+    if how == "random":
+        bad = data
+    elif how == "truncate":
+        bad = good[: cut % len(good)]
+    else:
+        raw = bytearray(good)
+        for i in flips:
+            raw[i % len(raw)] ^= 0xFF
+        bad = bytes(raw)
+    path_for(root, "zh", "typing").write_bytes(bad)
+    from kiosk.clock import FakeClock
+
+    voice = Voice(VoiceConfig(dir=str(root)), clock=FakeClock())
+    try:
+        voice.say(Screen("typing"))  # whatever the bytes: no exception
+        voice.stop()
+        voice.say(Screen("idle", lang="en"))
+        assert voice.started[-1] == ("en/idle", "zh/toggle") and voice.busy
+    finally:
         voice.close()
 
 
