@@ -260,3 +260,35 @@ def test_slot_map_entries_are_judged_one_by_one(
             for name, leds in expected.items():
                 light.light(name.lower())
                 assert light.lit == leds
+
+
+def test_missing_driver_leaves_the_door_without_a_light(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kiosk.cli.shell import _voice_and_light
+    from kiosk.clock import SystemClock
+
+    cfg = (
+        dataclasses.replace(Config(), slots=SLOTS)
+        .replace("hardware", board="gpio")
+        .replace("voice", enabled=False)
+    )
+    with pytest.raises(HardwareError, match=r"pickup-kiosk\[slotlight\]"):
+        open_slot_light(cfg)
+    with Shell() as shell:
+        voice, light = _voice_and_light(cfg, shell, SystemClock())
+    assert voice is None and light is None
+    assert any("the door runs without it" in r.getMessage() for r in caplog.records)
+
+
+def test_doctor_says_when_spi_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hardware import health as hw_health
+
+    cfg = dataclasses.replace(Config(), slots=SLOTS)
+    monkeypatch.setattr(hw_health, "SPIDEV", tmp_path / "spidev0.0")
+    off = hw_health.check_slot_light(cfg)[0]
+    assert off.warning and "SPI is off" in off.detail and "do_spi 0" in off.fix
+    (tmp_path / "spidev0.0").touch()
+    on = hw_health.check_slot_light(cfg)[0]
+    assert on.ok and not on.warning and "3 slots on 19 LEDs" in on.detail
+    assert "no [slots]" in hw_health.check_slot_light(Config())[0].detail

@@ -306,6 +306,22 @@ def test_missing_and_corrupt_files_are_logged_once_and_stop_nothing(
         voice.close()
 
 
+def test_missing_prompt_folder_is_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kiosk.clock import FakeClock
+
+    voice = Voice(VoiceConfig(dir=str(tmp_path / "never-built")), clock=FakeClock())
+    try:
+        for screen in every_screen("zh"):
+            voice.say(screen)
+        assert voice.started == []
+        lines = [r.getMessage() for r in caplog.records if r.name == "hardware.voice"]
+        assert len(lines) == 1 and "kiosk voice build" in lines[0]
+    finally:
+        voice.close()
+
+
 def test_no_audio_device_is_logged_once_and_the_door_works(
     prompt_dir: Path,
     tmp_path: Path,
@@ -406,3 +422,28 @@ def test_buzzer_patterns_are_distinguishable() -> None:
     for name in ("key", "accepted", "refused"):
         on_s, off_s, n = BUZZER_PATTERNS[name]
         assert n is not None and (on_s + off_s) * n <= 1.0
+
+
+def test_doctor_says_when_the_prompts_are_missing(prompt_dir: Path, tmp_path: Path) -> None:
+    from hardware.health import check_voice
+    from kiosk.config import Config
+
+    good = check_voice(Config().replace("voice", dir=str(prompt_dir)))[0]
+    assert (
+        good.ok
+        and not good.warning
+        and f"{2 * len(prompts.prompt_names())} prompt files" in good.detail
+    )
+    none = check_voice(Config().replace("voice", dir=str(tmp_path / "none")))[0]
+    assert none.warning and "silent" in none.detail and "kiosk voice build" in none.fix
+    partial = tmp_path / "partial"
+    shutil.copytree(prompt_dir, partial)
+    (partial / "en" / "idle.wav").unlink()
+    some = check_voice(Config().replace("voice", dir=str(partial)))[0]
+    assert (
+        some.warning
+        and f"1 of {2 * len(prompts.prompt_names())}" in some.detail
+        and "en/idle.wav" in some.detail
+    )
+    off = check_voice(Config().replace("voice", enabled=False))[0]
+    assert off.ok and "off" in off.detail
