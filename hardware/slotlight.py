@@ -100,8 +100,13 @@ class SlotLight:
 
     def close(self) -> None:
         try:
-            self.lit = (0,)  # force the dark frame even if we think it is dark
-            self.off()
+            # A dark frame whatever we think the strip shows: it keeps its last
+            # colours after the process is gone.
+            self.strip.fill(DARK)
+            self.strip.show()
+            if self.lit:
+                self.lit = ()
+                self._say("slot light off")
         finally:
             self.strip.deinit()
 

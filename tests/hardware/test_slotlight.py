@@ -292,3 +292,16 @@ def test_doctor_says_when_spi_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
     on = hw_health.check_slot_light(cfg)[0]
     assert on.ok and not on.warning and "3 slots on 19 LEDs" in on.detail
     assert "no [slots]" in hw_health.check_slot_light(Config())[0].detail
+
+
+def test_simulator_lights_the_demo_orders_slots(tmp_path: Path) -> None:
+    from kiosk.cli.simulator import simulated_config
+    from kiosk.sample import DEMO
+
+    cfg = simulated_config(None, tmp_path, "k" * 43, broker=None, window=False)
+    demo_slots = {slot for _, _, slot, _, _ in DEMO if slot}
+    assert demo_slots <= {name for name, _ in cfg.slots}
+    mine = dataclasses.replace(Config(), slots=(("Z1", (3,)),))
+    assert simulated_config(mine, tmp_path, "k" * 43, broker=None, window=False).slots == (
+        ("Z1", (3,)),
+    )
