@@ -62,9 +62,23 @@ BANDS: Mapping[str, tuple[Color, Color]] = {
     "error": ((184, 22, 22), WHITE),
 }
 
+# The main line (the band's headline; on idle, the line saying what to type) is
+# read from two metres: at 0.16 of the 480 px height of a 7-inch 800x480 panel
+# its capitals are 55 px, 9.8 mm tall, above the 9.3 mm (16 minutes of arc at
+# 2 m) that hardware/a11y.py measures and tests/display/test_accessibility.py
+# holds. It is never scaled down with the body, only fitted to the width.
+HEADLINE_SIZE = 0.16
+# On idle the band holds only the site's name: small, the headline is below.
+NAME_BAND_SIZE = 0.075
+FIXED_ROLES = frozenset({"headline"})
+# Small print never shrinks below 0.05 of the base (24 px on a 480 px panel).
+SMALL_PRINT_MIN = 0.05
+FLOORED_ROLES = frozenset({"label", "body", "hint", "small"})
+
 # role -> (font size as a fraction of the base length, colour, most lines)
 STYLES: Mapping[str, tuple[float, Color, int]] = {
     "slot": (0.36, YELLOW, 1),
+    "headline": (HEADLINE_SIZE, WHITE, 2),
     "entry": (0.09, YELLOW, 1),
     "big": (0.105, WHITE, 3),
     "next": (0.092, YELLOW, 3),
@@ -74,7 +88,7 @@ STYLES: Mapping[str, tuple[float, Color, int]] = {
     "small": (0.048, GREY, 2),
 }
 STRONG_ROLES = frozenset({"slot"})
-BAND_SIZE = 0.115
+BAND_SIZE = HEADLINE_SIZE
 MAX_SCALE = 1.5  # body text may grow this much past its style size when there is room
 BAND_LINES = 2
 STATUS_SIZE = 0.04
@@ -280,7 +294,8 @@ class Renderer:
         top = 0
         if st.band:
             bg, fg = BANDS.get(st.tone, BANDS["neutral"])
-            b_size, b_lines = self._fit.fit(st.band, round(base * BAND_SIZE), inner_w, BAND_LINES)
+            frac = NAME_BAND_SIZE if st.kind == "idle" else BAND_SIZE
+            b_size, b_lines = self._fit.fit(st.band, round(base * frac), inner_w, BAND_LINES)
             b_lh = self._line_h(b_size)
             pad = max(4, round(base * 0.028))
             band_h = pad * 2 + b_lh * len(b_lines)
@@ -295,14 +310,28 @@ class Renderer:
         area_top = top + margin
         area_h = bottom - margin - area_top
         gap = max(2, round(base * 0.022))
-        # Start large and shrink: a short refusal gets big letters, a busy screen still fits.
+        # Start large and shrink: a short refusal gets big letters, a busy screen
+        # still fits. The big lines shrink first; only a screen that cannot fit
+        # even so lets its small print (and the headline) shrink too.
         scale = MAX_SCALE
+        floors = True
         while True:
-            blocks = [self._block(line, base * scale, inner_w) for line in st.lines]
+            blocks = [
+                self._block(
+                    line,
+                    base,
+                    1.0 if floors and line.role in FIXED_ROLES else scale,
+                    inner_w,
+                    floors=floors,
+                )
+                for line in st.lines
+            ]
             total = sum(b.height for b in blocks) + gap * max(0, len(blocks) - 1)
             if total <= area_h or scale < 0.1:
                 break
             scale *= 0.92
+            if floors and scale < 0.25:
+                floors, scale = False, MAX_SCALE
         spare = max(0, area_h - total)
         extra = min(spare // (len(blocks) + 1), round(base * 0.04)) if blocks else 0
         used = total + extra * max(0, len(blocks) - 1)
@@ -319,9 +348,15 @@ class Renderer:
         desc = int(self.font.get_sized_descender(size))
         return max(int(self.font.get_sized_height(size)), asc - desc + 1 + size // 16)
 
-    def _block(self, line: Line, base: float, max_w: int) -> _Block:
+    def _block(
+        self, line: Line, base: float, scale: float, max_w: int, *, floors: bool = True
+    ) -> _Block:
         frac, _colour, max_lines = STYLES.get(line.role, STYLES["body"])
-        want = max(MIN_PX, round(base * frac))
+        want = max(MIN_PX, round(base * frac * scale))
+        if floors and line.role in FLOORED_ROLES:
+            # Small print stops shrinking at a size still read at arm's length;
+            # the big lines give up the room instead.
+            want = max(want, round(base * min(frac, SMALL_PRINT_MIN)))
         if line.role == "entry":
             n = max(1, len(line.text))
             # dots of diameter d with gaps of d/2 must fit the width

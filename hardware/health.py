@@ -168,3 +168,45 @@ def _check_driver(cfg: Config) -> Result:
             "on the kiosk use kmsdrm (Raspberry Pi OS Lite, no desktop)",
         )
     return _ok(name, f"{driver} on {os.environ[env]}")
+
+
+SPIDEV = Path("/dev/spidev0.0")
+
+
+@check("voice", 55)
+def check_voice(cfg: Config) -> list[Result]:
+    """The prompt files are there (an optional feature: a warning, never a failure)."""
+    from kiosk import prompts
+
+    name = "voice"
+    if not cfg.voice.enabled:
+        return [_ok(name, "off ([voice] enabled = false)")]
+    root = Path(cfg.voice.dir)
+    missing = prompts.missing(root)
+    total = len(prompts.prompt_names()) * 2
+    fix = f"sudo kiosk voice build {root}"
+    if len(missing) == total:
+        return [_warn(name, f"no prompt files in {root}: the door is silent", fix)]
+    if missing:
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        return [_warn(name, f"{len(missing)} of {total} prompt files missing: {shown}", fix)]
+    return [_ok(name, f"{total} prompt files in {root}")]
+
+
+@check("slot light", 56)
+def check_slot_light(cfg: Config) -> list[Result]:
+    name = "slot light"
+    slots = cfg.slot_leds()
+    if not slots:
+        return [_ok(name, "off (no [slots])")]
+    if cfg.hardware.board == "sim":
+        return [_ok(name, f"{len(slots)} slots on the simulated board")]
+    if not SPIDEV.exists():
+        return [
+            _warn(
+                name,
+                f"{SPIDEV} does not exist: SPI is off, the LED strip stays dark",
+                "sudo raspi-config nonint do_spi 0, then reboot (docs/wiring.md, LED strip)",
+            )
+        ]
+    return [_ok(name, f"{len(slots)} slots on {cfg.strip_length()} LEDs, {SPIDEV}")]

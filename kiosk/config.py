@@ -302,6 +302,62 @@ class DisplayConfig:
     )
 
 
+def _colour(v: Any) -> str | None:
+    return None if re.fullmatch(r"#[0-9A-Fa-f]{6}", v) else 'a colour as "#RRGGBB", like "#00FF40"'
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    enabled: bool = field(
+        default=True, metadata=_meta("speak a short prompt for each screen, in its language")
+    )
+    volume: float = field(default=0.8, metadata=_meta("prompt volume, 0 to 1", _range(0, 1)))
+    quiet_start: str = field(
+        default="00:00", metadata=_meta("quiet hours start (equal to quiet_end: none)", _hhmm)
+    )
+    quiet_end: str = field(default="00:00", metadata=_meta("quiet hours end", _hhmm))
+    quiet_volume: float = field(
+        default=0.0, metadata=_meta("volume in quiet hours (0: silent)", _range(0, 1))
+    )
+    dir: str = field(
+        default="/opt/pickup-kiosk/voice",
+        metadata=_meta("the prompt files `kiosk voice build` wrote"),
+    )
+
+
+#: GPIO lines of SPI0 (CE1, CE0, MISO, MOSI, SCLK): the LED strip's data leaves on MOSI.
+SPI0_PINS = (7, 8, 9, 10, 11)
+SLOT_NAME_MAX = 16  # protocol.orders.SLOT_LEN
+SLOT_LEDS_MAX = 1000
+
+
+@dataclass(frozen=True)
+class SlotLightConfig:
+    enabled: bool = field(
+        default=True, metadata=_meta("light the order's slot; off while [slots] is empty")
+    )
+    leds: int = field(
+        default=0,
+        metadata=_meta("LEDs on the strip (0: the highest in [slots] + 1)", _range(0, 1000)),
+    )
+    brightness: float = field(
+        default=0.5, metadata=_meta("strip brightness, 0.05 to 1", _range(0.05, 1))
+    )
+    colour: str = field(default="#00FF40", metadata=_meta("the lit slot's colour", _colour))
+    order: str = field(
+        default="GRB",
+        metadata=_meta(
+            "the strip's colour order (WS2812B: GRB)",
+            _choice("GRB", "RGB", "BRG", "RBG", "GBR", "BGR"),
+        ),
+    )
+
+
+def slot_key(name: str) -> str:
+    """How slot names compare: case and runs of spaces do not matter ("b 3" is "B 3")."""
+    return " ".join(name.split()).casefold()
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = field(
@@ -324,7 +380,23 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    slot_light: SlotLightConfig = field(default_factory=SlotLightConfig)
+    # [slots]: slot name -> LED indexes on the strip, in file order.
+    slots: tuple[tuple[str, tuple[int, ...]], ...] = ()
     source: str = "<defaults>"
+
+    def slot_leds(self) -> dict[str, tuple[int, ...]]:
+        """The slot map keyed by :func:`slot_key`; empty when the slot light is off."""
+        if not self.slot_light.enabled:
+            return {}
+        return {slot_key(name): leds for name, leds in self.slots}
+
+    def strip_length(self) -> int:
+        """LEDs on the strip: ``[slot_light] leds``, or just enough for the map."""
+        if self.slot_light.leds:
+            return self.slot_light.leds
+        return max((i for _, leds in self.slots for i in leds), default=-1) + 1
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (used by the simulator and tests)."""
@@ -345,7 +417,11 @@ _SECTIONS: dict[str, type[Any]] = {
     "hardware": HardwareConfig,
     "display": DisplayConfig,
     "log": LogConfig,
+    "voice": VoiceConfig,
+    "slot_light": SlotLightConfig,
 }
+#: Sections of free keys, parsed by their own function.
+_FREE_SECTIONS = ("slots",)
 
 T = TypeVar("T")
 
@@ -450,10 +526,14 @@ def from_mapping(
     """
     kwargs: dict[str, Any] = {}
     for name, table in data.items():
+        if name == "slots":
+            kwargs[name] = _build_slots(source, table, problems)
+            continue
         if name not in _SECTIONS:
+            known = [*_SECTIONS, *_FREE_SECTIONS]
             message = (
-                f"{source}: unknown section [{name}]{_did_you_mean(name, list(_SECTIONS))}; "
-                f"sections are: {', '.join(_SECTIONS)}"
+                f"{source}: unknown section [{name}]{_did_you_mean(name, known)}; "
+                f"sections are: {', '.join(known)}"
             )
             if problems is None:
                 raise ConfigError(message)
@@ -467,6 +547,80 @@ def from_mapping(
     if problems is not None:
         problems.extend(whole)
     return cfg
+
+
+def _build_slots(
+    src: str, table: Any, problems: list[str] | None
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``[slots]``: ``B3 = 17`` or ``B3 = [17, 18]`` (LED indexes from 0); bad
+    entries are named (and, with ``problems``, left out)."""
+
+    def bad(message: str) -> None:
+        if problems is None:
+            raise ConfigError(message)
+        problems.append(message)
+
+    if not isinstance(table, dict):
+        bad(f"{src}: [slots] must be a table of slot = LED, like B3 = 17")
+        return ()
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for name, value in table.items():
+        shown = f"slots.{name!r}" if not name.isidentifier() else f"slots.{name}"
+        if not name.strip() or len(name) > SLOT_NAME_MAX or not name.isprintable():
+            bad(f"{src}: {shown} is not a slot name: 1 to {SLOT_NAME_MAX} printable characters")
+            continue
+        leds = value if isinstance(value, list) else [value]
+        if (
+            not leds
+            or len(leds) > 64
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < SLOT_LEDS_MAX
+                for i in leds
+            )
+        ):
+            bad(
+                f"{src}: {shown} = {value!r} is not valid: expected an LED number from 0 to "
+                f"{SLOT_LEDS_MAX - 1}, or a list of 1 to 64 of them, like [17, 18]"
+            )
+            continue
+        out.append((name, tuple(leds)))
+    return tuple(out)
+
+
+def _slot_problems(cfg: Config) -> list[str]:
+    """A slot map that would light the wrong shelf is refused whole."""
+    src = cfg.source
+    out: list[str] = []
+    owner: dict[int, str] = {}
+    names: dict[str, str] = {}
+    for name, leds in cfg.slots:
+        other = names.setdefault(slot_key(name), name)
+        if other != name:
+            out.append(f"{src}: [slots] names one slot twice: {other!r} and {name!r}")
+        for i in leds:
+            first = owner.setdefault(i, name)
+            if first != name:
+                out.append(
+                    f"{src}: [slots] gives LED {i} to both {first!r} and {name!r}: "
+                    "each LED lights one slot only"
+                )
+            if cfg.slot_light.leds and i >= cfg.slot_light.leds:
+                out.append(
+                    f"{src}: slots.{name} uses LED {i}, but slot_light.leds = "
+                    f"{cfg.slot_light.leds} (LEDs are numbered from 0)"
+                )
+    if cfg.slots and cfg.slot_light.enabled:
+        hw = cfg.hardware
+        used = [hw.relay_pin, hw.door_pin, hw.exit_pin, hw.buzzer_pin, hw.led_pin]
+        if hw.keypad == "matrix":
+            used += list(hw.keypad_rows) + list(hw.keypad_cols)
+        clash = sorted(set(used) & set(SPI0_PINS))
+        if clash:
+            out.append(
+                f"{src}: [hardware] uses GPIO {clash}, which the LED strip's SPI0 needs "
+                "(data on GPIO 10); move those devices or set slot_light.enabled = false"
+            )
+    return out
 
 
 def _whole_problems(cfg: Config) -> list[str]:
@@ -517,6 +671,7 @@ def _whole_problems(cfg: Config) -> list[str]:
                 f"{src}: site.timezone = {cfg.site.timezone!r} is not valid: expected an IANA "
                 'zone like "Asia/Shanghai"'
             )
+    out += _slot_problems(cfg)
     return out
 
 
@@ -597,6 +752,8 @@ def describe(cfg: Config) -> dict[str, Any]:
                 value = "********"
             table[f.name] = list(value) if isinstance(value, tuple) else value
         out[name] = table
+    if cfg.slots:
+        out["slots"] = {name: list(leds) for name, leds in cfg.slots}
     return out
 
 

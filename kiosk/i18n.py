@@ -35,7 +35,7 @@ FILLED_DOT = "●"
 EMPTY_DOT = "○"
 
 # Roles, most to least prominent. The display maps each to a size and colour.
-ROLES = ("slot", "entry", "big", "next", "label", "body", "hint", "small")
+ROLES = ("slot", "headline", "entry", "big", "next", "label", "body", "hint", "small")
 TONES = ("neutral", "ok", "warn", "error")
 _HEADLINE_KINDS = ("idle", "typing", "checking", "refused")
 
@@ -250,9 +250,8 @@ def screen_text(screen: Screen, *, site_name: str = "", contact: str = "") -> Sc
     if kind == "idle":
         band = cat.text("idle.welcome", site_name=site) if site else ""
         lines = [
-            Line("big", cat.text("idle.headline")),
+            Line("headline", cat.text("idle.headline")),
             Line("body", cat.text("idle.where")),
-            Line("hint", cat.text("idle.clear")),
             Line("hint", cat.text("lang.toggle")),
         ]
         if contact:

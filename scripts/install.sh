@@ -30,7 +30,7 @@ readonly CONF=$CONF_DIR/kiosk.toml
 readonly STATE_DIR=/var/lib/pickup-kiosk
 readonly TARGET=pickup-kiosk.target
 # Groups that own the devices the door daemon opens (see the door unit).
-readonly DEVICE_GROUPS=(gpio video render input)
+readonly DEVICE_GROUPS=(gpio video render input audio spi)
 
 DESTDIR=${DESTDIR:-}
 DESTDIR=${DESTDIR%/}
@@ -98,8 +98,10 @@ install_packages() {
     # draws Chinese (the screens are in Chinese by default). fontconfig:
     # fc-match, used to find it. libsdl2-*: pygame's wheels for 32-bit Pi OS
     # (piwheels) link the system SDL. sqlite3: backups (docs/install.md).
+    # espeak-ng, sox: the voice prompts, synthesised offline (install_voice).
     local pkgs=(python3-venv python3-dev fonts-wqy-microhei fontconfig sqlite3
-        libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0 libsdl2-mixer-2.0-0)
+        libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0 libsdl2-mixer-2.0-0
+        espeak-ng sox)
     # lgpio (gpiozero's pin factory on a Pi) builds with swig and liblgpio-dev
     # when no wheel fits; liblgpio-dev is only in Raspberry Pi OS's archive.
     local optional=()
@@ -181,6 +183,26 @@ install_program() {
     tar -C "$SRC" --exclude=./.git --exclude=./.venv --exclude=./build \
         --exclude='*.egg-info' -cf - . | tar -C "$build" -xf -
     "$VENV/bin/pip" install --disable-pip-version-check --no-input --upgrade "$build$extra"
+}
+
+# The spoken prompts, synthesised once into $PREFIX/voice ([voice] dir), and
+# on a Pi the LED strip's driver (the [slotlight] extra; optional: a failure
+# leaves the door as it is). Re-running remakes only prompts whose words changed.
+install_voice() {
+    say "voice prompts in $PREFIX/voice"
+    if staging; then
+        sys_run "$VENV/bin/kiosk" voice build "$PREFIX/voice"
+        if has_gpiochip; then
+            sys_run "$VENV/bin/pip" install --no-input "${APP}[slotlight]"
+        fi
+        return
+    fi
+    "$VENV/bin/kiosk" voice build "$PREFIX/voice" ||
+        warn "the voice prompts could not be made (above); the door runs silent until they are"
+    if has_gpiochip; then
+        "$VENV/bin/pip" install --disable-pip-version-check --no-input --quiet "${APP}[slotlight]" ||
+            warn "the LED strip driver did not install; the slot light stays off"
+    fi
 }
 
 # `kiosk` and `kioskctl` on everyone's PATH, for the installer and the owner.
@@ -362,6 +384,7 @@ main() {
     install_packages
     create_user
     install_program
+    install_voice
     link_commands
     install_config
     install_state_dir

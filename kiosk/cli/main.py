@@ -366,6 +366,52 @@ def cmd_screenshots(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _voice_dir(cfg_path: str | None, args: argparse.Namespace) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    return Path(config_mod.load(cfg_path).voice.dir)
+
+
+def cmd_voice_build(cfg_path: str | None, args: argparse.Namespace) -> int:
+    from kiosk import prompts
+
+    out = _voice_dir(cfg_path, args)
+    report = prompts.build(out, force=args.force)
+    how = "trimmed and levelled with sox" if report.sox else "sox not installed: untrimmed"
+    print(
+        f"{out}: {report.written} prompts written, {report.kept} unchanged ({report.engine}; {how})"
+    )
+    return EXIT_OK
+
+
+def cmd_voice_test(cfg_path: str | None, args: argparse.Namespace) -> int:
+    """Play the idle prompt in both languages through the configured output."""
+    from hardware.voice import Voice
+    from kiosk.clock import SystemClock
+    from kiosk.screens import Screen
+
+    cfg = config_mod.load(cfg_path)
+    voice_cfg = cfg.voice
+    if args.dir:
+        import dataclasses
+
+        voice_cfg = dataclasses.replace(voice_cfg, dir=args.dir)
+    voice = Voice(voice_cfg, clock=SystemClock())
+    try:
+        for lang in ("zh", "en"):
+            before = len(voice.started)
+            voice.say(Screen("idle", lang=lang))
+            if len(voice.started) == before:
+                print(f"kiosk voice test: nothing played ({lang}); see the log above")
+                return EXIT_FAIL
+            print("playing " + " + ".join(voice.started[-1]), flush=True)
+            while voice.busy:
+                time.sleep(0.05)
+    finally:
+        voice.close()
+    return EXIT_OK
+
+
 def cmd_doctor(cfg_path: str | None, args: argparse.Namespace) -> int:
     from kiosk.cli.doctor import main as doctor_main
 
@@ -445,6 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     shots = sub.add_parser("screenshots", help="render every screen to PNG files")
     shots.add_argument("dir")
     shots.set_defaults(func=cmd_screenshots)
+    vo = sub.add_parser("voice", help="build or test the spoken prompts")
+    vsub = vo.add_subparsers(dest="voice_command", required=True, parser_class=_Parser)
+    vb = vsub.add_parser("build", help="synthesise every prompt into DIR (espeak-ng, offline)")
+    vb.add_argument("dir", nargs="?", help="where to write them (default: [voice] dir)")
+    vb.add_argument("--force", action="store_true", help="remake files that look up to date")
+    vb.set_defaults(func=cmd_voice_build, raw_config=True)
+    vt = vsub.add_parser("test", help="play the idle prompt in both languages")
+    vt.add_argument("dir", nargs="?", help="prompt folder (default: [voice] dir)")
+    vt.set_defaults(func=cmd_voice_test, raw_config=True)
     doc = sub.add_parser("doctor", help="check this installation; the fix for each failure")
     doc.add_argument("--json", action="store_true")
     doc.set_defaults(func=cmd_doctor, raw_config=True)

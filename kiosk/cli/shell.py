@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import logutil
 from kiosk.clock import SystemClock
@@ -28,6 +28,10 @@ from kiosk.i18n import render_text
 from kiosk.notify import Notifier
 from kiosk.screens import Screen
 from kiosk.store import Store
+
+if TYPE_CHECKING:  # the hardware package is imported only when a door is built
+    from hardware.slotlight import SlotLight
+    from hardware.voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,7 @@ def build_door(
             english_without_cjk=True,
         )
         shell.on_stop("display", display.close)
+    voice, slot_light = _voice_and_light(cfg, shell, clock)
     daemon = DoorDaemon(
         cfg,
         store,
@@ -135,6 +140,8 @@ def build_door(
         notifier=Notifier(),
         log_handler=handler,
         english_only=bool(getattr(display, "english_only", False)),
+        voice=voice,
+        slot_light=slot_light,
     )
     shell.on_stop("store", lambda: daemon.store.close())  # noqa: PLW0108 - swapped later
     if store_error is not None:
@@ -145,8 +152,9 @@ def build_door(
     if printer is not None:
         daemon.screen_sinks.append(screen_printer(printer))
         out = printer
-        if hasattr(board, "on_activity"):
-            board.on_activity = lambda what: out(f"  [{what}]")
+        for part in (board, voice, slot_light):
+            if part is not None and hasattr(part, "on_activity"):
+                part.on_activity = lambda what: out(f"  [{what}]")
     if sim and keys_from_stdin:
         from hardware.board import SimBoard
         from hardware.keyboard import TerminalKeys, keyboard_handler
@@ -155,6 +163,33 @@ def build_door(
         keys = TerminalKeys(sys.stdin, keyboard_handler(daemon.post, board))
         shell.on_stop("keys", keys.close)
     return daemon
+
+
+def _voice_and_light(
+    cfg: Config, shell: Shell, clock: SystemClock
+) -> tuple[Voice | None, SlotLight | None]:
+    """The optional voice and slot light; neither can keep the door from starting."""
+    from zoneinfo import ZoneInfo
+
+    from hardware.devices import HardwareError
+    from hardware.slotlight import open_slot_light
+    from hardware.voice import open_voice
+
+    try:
+        tz = ZoneInfo(cfg.site.timezone) if cfg.site.timezone else None
+    except (KeyError, ValueError):
+        tz = None
+    voice = open_voice(cfg.voice, clock=clock, tz=tz)
+    if voice is not None:
+        shell.on_stop("voice", voice.close)
+    try:
+        slot_light = open_slot_light(cfg)
+    except HardwareError as exc:
+        log.error("slot light: %s; the door runs without it", exc)
+        slot_light = None
+    if slot_light is not None:
+        shell.on_stop("slot light", slot_light.close)
+    return voice, slot_light
 
 
 def _stdout_printer(text: str) -> None:

@@ -56,11 +56,17 @@ def simulated_config(
     cfg = cfg.replace("hardware", board="sim")
     cfg = cfg.replace("clock", trust_system_clock="always")
     cfg = cfg.replace("display", enabled=window, driver="" if window else "dummy")
-    if broker:
-        import dataclasses
+    import dataclasses
 
+    if not cfg.slots:
+        # The demo orders' shelves on a simulated strip: "[slot B3 lit: LED 4, 5]".
+        cfg = dataclasses.replace(cfg, slots=DEMO_SLOTS)
+    if broker:
         cfg = dataclasses.replace(cfg, mqtt=MqttConfig(url=broker))
     return cfg
+
+
+DEMO_SLOTS = (("A1", (0,)), ("B3", (4, 5)), ("C2", (8,)))
 
 
 class CodePrinter:

@@ -65,6 +65,8 @@ def good_sections(tmp_path: Path) -> dict[str, dict[str, Any]]:
         "trust": {"hub_keys": [KEY], "owner_keys": [KEY]},
         "hardware": {"board": "sim"},
         "display": {"enabled": True, "driver": "dummy"},
+        # no prompts are built here; tests/hardware/test_voice.py checks that warning
+        "voice": {"enabled": False},
     }
 
 

@@ -113,7 +113,15 @@ def test_door_unit_promises() -> None:
     # failing relock shows up as a failed unit.
     assert d["ExecStopPost"] == ["/opt/pickup-kiosk/venv/bin/kiosk relock"]
     assert d["User"] == ["pickup-kiosk"]
-    assert set(d["SupplementaryGroups"][0].split()) == {"gpio", "video", "render", "input"}
+    assert set(d["SupplementaryGroups"][0].split()) == {
+        "gpio",
+        "video",
+        "render",
+        "input",
+        "audio",
+        "spi",
+    }
+    assert "SDL_AUDIODRIVER=alsa" in d["Environment"]  # the voice (hardware/voice.py)
     assert "KIOSK_CONFIG=/etc/pickup-kiosk/kiosk.toml" in d["Environment"]
     assert "SDL_VIDEODRIVER=kmsdrm" in d["Environment"]
     assert "LG_WD=/run/pickup-kiosk" in d["Environment"]
@@ -123,7 +131,7 @@ def test_door_unit_promises() -> None:
     assert d["PartOf"] == ["pickup-kiosk.target"]
     assert d["DevicePolicy"] == ["closed"]
     allowed = {v.split()[0] for v in d["DeviceAllow"]}
-    assert {"char-gpiochip", "char-drm", "char-input"} <= allowed
+    assert {"char-gpiochip", "char-drm", "char-input", "char-alsa", "char-spi"} <= allowed
     assert all("*" not in a for a in allowed if a.startswith("/dev/")), "no globs in paths"
     # The door never talks to a network.
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_NETLINK"]
