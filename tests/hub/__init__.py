@@ -1,0 +1,93 @@
+"""Helpers for the hub's tests: chained events, configs, keys, archives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hub import config as hub_config
+from hub.archive import Incoming, SqliteArchive
+from hub.config import Config
+from hub.db import Database
+from protocol.canonical import dumps
+from protocol.events import ZERO_HASH, build_event
+from protocol.keys import generate_private_key, private_key_pem
+
+T0 = 1_780_000_000.0  # 2026-05-28
+
+
+def chain(
+    site: str, n: int, *, start: int = 1, prev: str = ZERO_HASH, **kw: Any
+) -> list[dict[str, Any]]:
+    """``n`` valid chained events of ``site`` from seq ``start`` after ``prev``."""
+    out = []
+    for seq in range(start, start + n):
+        ev = build_event(
+            site=site,
+            seq=seq,
+            prev_hash=prev,
+            ts=T0 + seq,
+            clock="synced",
+            type_=kw.get("type_", "door_opened"),
+            order_id=kw.get("order_id"),
+            detail=kw.get("detail"),
+        )
+        prev = ev["hash"]
+        out.append(ev)
+    return out
+
+
+def live(site: str, events: list[dict[str, Any]]) -> list[Incoming]:
+    return [Incoming(site, dumps(ev)) for ev in events]
+
+
+def write_keys(tmp: Path) -> tuple[Path, Path]:
+    paths = []
+    for name in ("hub.key", "auditor.key"):
+        p = tmp / name
+        p.write_bytes(private_key_pem(generate_private_key()))
+        p.chmod(0o600)
+        paths.append(p)
+    return paths[0], paths[1]
+
+
+def write_config(
+    tmp: Path,
+    sites: tuple[str, ...] = ("shop-a", "shop-b"),
+    *,
+    mqtt_url: str = "mqtt://127.0.0.1:1883",
+    extra: str = "",
+    listen: str = "127.0.0.1:8080",
+    site_extra: str = "",
+) -> Path:
+    """A hub.toml in ``tmp`` with fresh keys, archive ``tmp/hub.db``."""
+    hub_key, auditor_key = write_keys(tmp)
+    site_tables = "".join(f'[[site]]\nid = "{s}"\n{site_extra}\n' for s in sites)
+    path = tmp / "hub.toml"
+    path.write_text(
+        f"""
+[hub]
+listen = "{listen}"
+archive = "{tmp / "hub.db"}"
+[keys]
+hub_key = "{hub_key}"
+auditor_key = "{auditor_key}"
+[mqtt]
+url = "{mqtt_url}"
+{site_tables}
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def load(path: Path) -> Config:
+    return hub_config.load(path)
+
+
+def archive(
+    tmp: Path, sites: tuple[str, ...] = ("shop-a", "shop-b"), **limits: Any
+) -> SqliteArchive:
+    db = Database(tmp / "hub.db")
+    return SqliteArchive(db, sites, hub_config.LimitsSection(**limits))
