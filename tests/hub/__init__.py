@@ -91,3 +91,38 @@ def archive(
 ) -> SqliteArchive:
     db = Database(tmp / "hub.db")
     return SqliteArchive(db, sites, hub_config.LimitsSection(**limits))
+
+
+class FakeClock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+def context(tmp: Path, cfg_path: Path | None = None, clock: FakeClock | None = None) -> Any:
+    """An AppContext over a fresh archive in ``tmp`` (see hub.service for the real one)."""
+    from hub.alerts import AlertBook
+    from hub.db import Runner
+    from hub.keys import load_keys
+    from hub.orders import OrderBook
+    from hub.tokens import Tokens
+    from hub.web import AppContext
+
+    cfg = hub_config.load(cfg_path or write_config(tmp))
+    db = Database(cfg.hub.archive)
+    keys = load_keys(cfg.keys.hub_key, cfg.keys.auditor_key)
+    return AppContext(
+        cfg=cfg,
+        archive=SqliteArchive(db, cfg.site_ids, cfg.limits),
+        orders=OrderBook(db, cfg, keys.hub),
+        tokens=Tokens(db),
+        alerts=AlertBook(db),
+        runner=Runner(),
+        clock=clock or FakeClock(),
+        extra={"keys": keys},
+    )
