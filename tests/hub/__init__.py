@@ -126,3 +126,82 @@ def context(tmp: Path, cfg_path: Path | None = None, clock: FakeClock | None = N
         clock=clock or FakeClock(),
         extra={"keys": keys},
     )
+
+
+def hub_cli(*args: str, config: Path, stdin: str | None = None, timeout: float = 60) -> Any:
+    """Run ``pickup-hub`` as a subprocess (the real command line)."""
+    import subprocess
+    import sys
+
+    from tests.e2e.procs import env
+
+    e = env()
+    e.pop("PICKUP_HUB_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args, "--config", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+        check=False,
+    )
+
+
+def popen_hub(config: Path, log: Path) -> Any:
+    import subprocess
+    import sys
+
+    from tests.e2e.procs import env
+
+    e = env()
+    e.pop("PICKUP_HUB_CONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),  # noqa: SIM115 - lives with the process
+        env=e,
+        start_new_session=True,
+    )
+
+
+def kiosk_config(tmp: Path, site: str, trust: str, mqtt_url: str, extra: str = "") -> Path:
+    """A sim-board kiosk in ``tmp`` whose [trust] is ``trust`` (keygen's lines)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = tmp / "kiosk.toml"
+    cfg.write_text(
+        f"""
+[site]
+id = "{site}"
+[store]
+path = "{tmp / "kiosk.db"}"
+[trust]
+{trust}
+[hardware]
+board = "sim"
+keypad = "matrix"
+[display]
+enabled = false
+[clock]
+trust_system_clock = "always"
+[mqtt]
+url = "{mqtt_url}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def archived(config: Path, site: str) -> list[bytes]:
+    out = hub_cli("events", site, "--json", config=config)
+    assert out.returncode == 0, out.stderr
+    return [line.encode("utf-8") for line in out.stdout.splitlines() if line]
+
+
+def kiosk_events_raw(config: Path) -> list[bytes]:
+    from tests.e2e.procs import kiosk
+
+    out = kiosk("events", "--json", config=config)
+    assert out.returncode == 0, out.stderr
+    return [line.encode("utf-8") for line in out.stdout.splitlines() if line]
