@@ -37,7 +37,7 @@ from hub.db import Database
 from hub.errors import ArchiveError
 from protocol.canonical import decode_json_object, dumps
 from protocol.errors import ValidationError
-from protocol.events import Tail, Verdict, check_event, link
+from protocol.events import Tail, Verdict, check_event, hash_ok, link
 from protocol.status import parse_status
 
 log = logging.getLogger(__name__)
@@ -196,12 +196,22 @@ class SqliteArchive:
                 for site in touched:
                     self._save_chain(c, self._chains[site])
                 report.sites = touched
+            self._log_alarms(report)
         except (ArchiveError, sqlite3.Error) as exc:
             self._chains = {site: self._read_chain(site) for site in self.sites}
             if isinstance(exc, ArchiveError):
                 raise
             raise ArchiveError(f"{self.db.path}: cannot write the archive: {exc}") from None
         return report
+
+    @staticmethod
+    def _log_alarms(report: IngestReport) -> None:
+        """One line per site and kind per batch: a flood must not flood the journal."""
+        seen: Counter[tuple[str, str]] = Counter((a.site, a.kind) for a in report.alarms)
+        for (site, kind), n in seen.items():
+            first = next(a for a in report.alarms if a.site == site and a.kind == kind)
+            more = f" (and {n - 1} more in this batch)" if n > 1 else ""
+            log.warning("site %s: %s: %s%s", site, kind, first.message, more)
 
     def _one(self, c: sqlite3.Connection, item: Incoming, now: float, report: IngestReport) -> str:
         """Handle one message; return a rejection reason, or "" when taken."""
@@ -241,6 +251,12 @@ class SqliteArchive:
             report.alarms.append(ChainAlarm(item.site, "site_full", seq, msg))
             return "site_full"
         if seq > state.tail.seq + 1:
+            if not hash_ok(ev):
+                # Never valid whatever comes before it: refused now, so that
+                # such copies cannot crowd the real one out of the held slots.
+                msg = f"seq {seq}: hash does not match its contents (changed)"
+                self._alarm(c, state, "chain_break", seq, msg, body, now, report, hold=False)
+                return "bad_hash"
             return self._hold(c, state, ev, body, item.source, now, report)
         verdict = link(state.tail, ev)
         if verdict.verdict is not Verdict.VERIFIED:
@@ -305,7 +321,23 @@ class SqliteArchive:
         if len(rows) >= MAX_CANDIDATES:
             return "early_crowded"
         if state.early >= self.limits.early_events_per_site:
-            return "early_overflow"  # fetched later, when the gap before it fills
+            # Full: keep the events nearest the tail (they are what unblocks
+            # the chain); the farthest are dropped and fetched later.
+            if seq >= state.early_max:
+                return "early_overflow"
+            far = c.execute(
+                "SELECT seq, hash, length(body) FROM early WHERE site = ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (state.site,),
+            ).fetchone()
+            c.execute(
+                "DELETE FROM early WHERE site = ? AND seq = ? AND hash = ?",
+                (state.site, far[0], far[1]),
+            )
+            state.bytes -= int(far[2])
+            state.early -= 1
+            report.rejected["early_overflow"] += 1
+            self._refresh_early(state)
         c.execute(
             "INSERT INTO early(site, seq, hash, body, source, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -379,12 +411,13 @@ class SqliteArchive:
         body: bytes,
         now: float,
         report: IngestReport,
+        *,
+        hold: bool = True,
     ) -> None:
         self._evidence(c, state, seq, kind, message, body, now)
-        if kind == "chain_break" and state.break_seq is None:
+        if hold and kind == "chain_break" and state.break_seq is None:
             state.break_seq, state.break_message = seq, message
         report.alarms.append(ChainAlarm(state.site, kind, seq, message))
-        log.warning("site %s: %s: %s", state.site, kind, message)
 
     # ----- status, logs --------------------------------------------------------
 

@@ -159,7 +159,7 @@ def popen_hub(config: Path, log: Path) -> Any:
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
-        stderr=open(log, "ab"),  # noqa: SIM115 - lives with the process
+        stderr=open(log, "ab"),
         env=e,
         start_new_session=True,
     )

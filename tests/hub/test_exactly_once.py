@@ -17,8 +17,8 @@ import pytest
 
 from protocol.otp import pickup_code
 from tests.broker import Broker, free_port
-from tests.hub import archived, hub_cli, kiosk_config, kiosk_events_raw, popen_hub, write_config
 from tests.e2e.procs import popen_kiosk
+from tests.hub import archived, hub_cli, kiosk_config, kiosk_events_raw, popen_hub, write_config
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
