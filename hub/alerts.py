@@ -184,14 +184,16 @@ class AlertBook:
             ).fetchone()
             if row is not None:
                 merged = json.loads(row[1])
-                if merged.get("last_key") != key:
+                recent = list(merged.get("recent", []))
+                if key not in recent and merged.get("last_key") != key:
                     merged["count"] = int(merged.get("count", 1)) + 1
                     merged["last_key"] = key
+                    merged["recent"] = [*recent, key][-20:]
                     c.execute(
                         "UPDATE alerts SET detail = ? WHERE id = ?", (json.dumps(merged), row[0])
                     )
                 return False
-            body = {**detail, "count": 1, "last_key": key}
+            body = {**detail, "count": 1, "last_key": key, "recent": [key]}
             cur = c.execute(
                 "INSERT OR IGNORE INTO alerts(site, kind, key, state, raised_at, detail) "
                 "VALUES (?, ?, ?, 'active', ?, ?)",
@@ -422,7 +424,9 @@ def describe(alert: Alert, language: str, shop: str, *, cleared: bool) -> tuple[
     )
     title = titles[1] if cleared else titles[0]
     when = format_time(alert.cleared_at if cleared and alert.cleared_at else alert.raised_at)
-    extras = {k: v for k, v in alert.detail.items() if k not in ("last_key",) and v is not None}
+    extras = {
+        k: v for k, v in alert.detail.items() if k not in ("last_key", "recent") and v is not None
+    }
     lines = [f"{shop}: {title}", f"{'时间' if language == 'zh' else 'time'}: {when}"]
     if extras:
         lines.append(json.dumps(extras, ensure_ascii=False, sort_keys=True))
