@@ -91,6 +91,7 @@ def test_archive_is_exactly_the_kiosks_events(tmp_path: Path) -> None:
         wait_for(lambda: _has(kcfg, "order_collected"), what="order_collected")
         wait_for(
             lambda: len(archived(cfg, SITE)) == len(kiosk_events_raw(kcfg)),
+            timeout=60,
             what="the hub archiving live",
         )
         # the hub learned the collection from the kiosk's event
