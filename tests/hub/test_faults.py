@@ -187,3 +187,31 @@ def test_hostile_kiosk_cannot_crash_or_touch_another_site(tmp_path: Path) -> Non
         pub.loop_stop()
         term(hub)
         broker.stop()
+
+
+def test_hub_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker", extra_conf=["max_queued_messages 0"]).start()
+    cfg = write_config(
+        tmp_path, ("shop-a",), mqtt_url=broker.url, listen=f"127.0.0.1:{free_port()}"
+    )
+    db = tmp_path / "hub.db"
+    hub = popen_hub(cfg, tmp_path / "hub.log")
+    try:
+        evs = chain("shop-a", 40)
+        wait_for(lambda: connected(tmp_path / "hub.log"), what="the hub to connect")
+        pub = publisher(broker)
+        publish_all(pub, [("pickup/v1/shop-a/events", dumps(e)) for e in evs[:20]])
+        pub.loop_stop()
+        wait_for(lambda: archived_count(db) == 20, what="the first half")
+        broker.restart()  # with persistence: the hub's session survives
+        wait_for(lambda: connected(tmp_path / "hub.log", 2), timeout=90, what="a reconnect")
+        pub = publisher(broker)
+        publish_all(pub, [("pickup/v1/shop-a/events", dumps(e)) for e in evs[20:]])
+        pub.loop_stop()
+        wait_for(lambda: archived_count(db) == 40, what="the second half")
+        assert hub.poll() is None
+        assert hub_cli("verify", "shop-a", config=cfg).stdout.strip() == "40"
+        assert "MQTT connection lost" in (tmp_path / "hub.log").read_text()
+    finally:
+        term(hub)
+        broker.stop()
