@@ -299,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAIL
         cfg = hub_config.load(path)
         logging.basicConfig(
-            level=cfg.hub.log_level,
+            # the service logs at the configured level; one-shot commands only warn
+            level=cfg.hub.log_level if args.command == "serve" else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
