@@ -349,11 +349,17 @@ class AlertEngine:
                     self._refused[site].append(now)
 
     def on_chain(self, alarms: Iterable[ChainAlarm], now: float) -> None:
+        """One raise per site and kind per batch: a flood of bad copies costs
+        one write, not one per message."""
+        first: dict[tuple[str, str], ChainAlarm] = {}
+        count: dict[tuple[str, str], int] = defaultdict(int)
         for a in alarms:
-            kind = "site_full" if a.kind == "site_full" else "chain_break"
-            self.book.raise_(
-                a.site, kind, f"{a.kind}:{a.seq}", {"seq": a.seq, "message": a.message}, now
-            )
+            key = (a.site, "site_full" if a.kind == "site_full" else "chain_break")
+            first.setdefault(key, a)
+            count[key] += 1
+        for (site, kind), a in first.items():
+            detail = {"seq": a.seq, "message": a.message, "in_batch": count[site, kind]}
+            self.book.raise_(site, kind, f"{a.kind}:{a.seq}", detail, now)
 
     def _condition(
         self, site: str, kind: str, on: bool, delay: float, now: float, detail: dict[str, Any]

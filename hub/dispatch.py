@@ -35,6 +35,8 @@ from protocol.status import parse_status
 log = logging.getLogger(__name__)
 
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # a logs page holds up to 200 events and 200 records
+STATUS_REFRESH_S = 60.0
+LEARNED = frozenset({"order_collected", "order_cancelled"})
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Dispatcher:
         out = Outcome()
         items: list[Incoming] = []
         logs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        statuses: dict[str, dict[str, Any]] = {}  # the newest of the batch, per site
         for m in batch:
             t = topics.parse(m.topic)
             if t is None or t.site not in self.sites:
@@ -78,8 +81,9 @@ class Dispatcher:
             if t.kind == topics.EVENTS:
                 items.append(Incoming(t.site, m.payload))
             elif t.kind == topics.STATUS:
-                if self._status(t.site, m.payload, now):
-                    out.status_changed.add(t.site)
+                status = self._read_status(t.site, m.payload)
+                if status is not None:
+                    statuses[t.site] = status
             elif t.kind == topics.LOG:
                 rec = self._decode(m.payload, "log")
                 if rec is not None and rec.get("site") == t.site:
@@ -100,11 +104,14 @@ class Dispatcher:
             for ev in report.verified:
                 by_site[str(ev["site"])].append(ev)
             for site, evs in by_site.items():
-                if self.orders.learn(site, evs, now):
+                if any(e.get("type") in LEARNED for e in evs) and self.orders.learn(site, evs, now):
                     out.orders_changed = True
                 self.engine.on_events(site, evs, now)
             self.engine.on_chain(report.alarms, now)
             out.alerts_changed = bool(by_site or report.alarms)
+        for site, status in statuses.items():
+            if self._status(site, status, now):
+                out.status_changed.add(site)
         for site, recs in logs.items():
             self.archive.store_logs(site, recs)
         return out
@@ -120,19 +127,26 @@ class Dispatcher:
             self.ignored[f"{kind}:{err.reason}"] += 1
             return None
 
-    def _status(self, site: str, payload: bytes, now: float) -> bool:
+    def _read_status(self, site: str, payload: bytes) -> dict[str, Any] | None:
         doc = self._decode(payload, "status")
         if doc is None:
-            return False
+            return None
         if "site" in doc and doc["site"] != site:
             self.ignored["status:wrong_site"] += 1
-            return False
-        clean = parse_status(doc)
+            return None
+        return parse_status(doc)
+
+    def _status(self, site: str, clean: dict[str, Any], now: float) -> bool:
+        """Keep a status; True when it changed. An unchanged one (but for its
+        ``ts``) is written at most once a minute: a status flood costs no
+        flush per message."""
         old = self.archive.status(site)
-        self.archive.set_status(site, clean, now)
-        return old is None or {k: v for k, v in old[0].items() if k != "ts"} != {
+        changed = old is None or {k: v for k, v in old[0].items() if k != "ts"} != {
             k: v for k, v in clean.items() if k != "ts"
         }
+        if changed or old is None or now - old[1] >= STATUS_REFRESH_S:
+            self.archive.set_status(site, clean, now)
+        return changed
 
     def tick(self, now: float) -> Outcome:
         out = Outcome()
