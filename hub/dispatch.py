@@ -24,6 +24,7 @@ from typing import Any
 from hub.alerts import AlertBook, AlertEngine, Observed
 from hub.archive import Incoming, SqliteArchive
 from hub.config import Config
+from hub.errors import ArchiveError
 from hub.gaps import GapFiller
 from hub.ingest import Msg
 from hub.orders import OrderBook
@@ -69,6 +70,34 @@ class Dispatcher:
         self.ignored: Counter[str] = Counter()  # topic kind or reason -> count
 
     def process(self, batch: Sequence[Msg], now: float) -> Outcome:
+        """Handle a batch; a defect met by one message never stops the others.
+
+        ArchiveError escapes (nothing is acknowledged; the broker sends the
+        batch again). Any other exception is a defect of the hub: the batch
+        is handled again message by message, and the one that meets it is
+        logged, counted and dropped, so that it cannot crash-loop the hub.
+        """
+        try:
+            return self._process(batch, now)
+        except ArchiveError:
+            raise
+        except Exception:
+            if len(batch) == 1:
+                log.exception(
+                    "a message on %s met a defect of the hub; dropped", batch[0].topic[:200]
+                )
+                self.ignored["internal_error"] += 1
+                return Outcome()
+        merged = Outcome()
+        for m in batch:
+            one = self.process([m], now)
+            merged.publish += one.publish
+            merged.status_changed |= one.status_changed
+            merged.orders_changed |= one.orders_changed
+            merged.alerts_changed |= one.alerts_changed
+        return merged
+
+    def _process(self, batch: Sequence[Msg], now: float) -> Outcome:
         out = Outcome()
         items: list[Incoming] = []
         logs: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -174,6 +174,9 @@ class MqttLink:
                 # Nothing of the batch was acknowledged: the broker sends it again.
                 self.last_error = str(exc)
                 log.error("archive error; reconnecting to receive again: %s", exc)
+            except Exception as exc:  # a defect must not end the hub's MQTT side
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("unexpected error in the MQTT link; reconnecting")
             finally:
                 self.client = None
                 self.connected.clear()
