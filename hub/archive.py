@@ -459,6 +459,12 @@ class SqliteArchive:
         if not rows:
             return 0
         with self.db.atomic() as c:
+            floor = c.execute(
+                "SELECT seq FROM logs WHERE site = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (site, keep - 1),
+            ).fetchone()
+            if floor is not None:  # full: older records than the kept ones are not taken again
+                rows = [r for r in rows if r[1] > floor[0]]
             before = c.total_changes
             c.executemany("INSERT OR IGNORE INTO logs(site, seq, body) VALUES (?, ?, ?)", rows)
             added = c.total_changes - before
