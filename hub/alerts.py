@@ -317,6 +317,7 @@ class AlertEngine:
         self.started = started
         self._conditions: dict[tuple[str, str], _Condition] = defaultdict(_Condition)
         self._refused: dict[str, deque[float]] = defaultdict(deque)
+        self.changed: set[str] = set()  # sites whose conditions raised or cleared
         for site in cfg.site_ids:
             for kind in CONDITIONS:
                 if book.open_alert(site, kind) is not None:
@@ -372,6 +373,7 @@ class AlertEngine:
                 c.on_since = now
             if not c.raised and now - c.on_since >= delay:
                 c.raised = True
+                self.changed.add(site)
                 self.book.raise_(
                     site,
                     kind,
@@ -386,6 +388,7 @@ class AlertEngine:
                     c.off_since = now
                 if now - c.off_since >= hold:
                     c.raised = False
+                    self.changed.add(site)
                     c.off_since = None
                     self.book.clear(site, kind, now)
 

@@ -48,6 +48,8 @@ class Outcome:
     status_changed: set[str] = field(default_factory=set)
     orders_changed: bool = False
     alerts_changed: bool = False
+    #: sites whose alerts may have changed (their Home Assistant state is redone)
+    sites: set[str] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -95,6 +97,7 @@ class Dispatcher:
             merged.status_changed |= one.status_changed
             merged.orders_changed |= one.orders_changed
             merged.alerts_changed |= one.alerts_changed
+            merged.sites |= one.sites
         return merged
 
     def _process(self, batch: Sequence[Msg], now: float) -> Outcome:
@@ -137,7 +140,8 @@ class Dispatcher:
                     out.orders_changed = True
                 self.engine.on_events(site, evs, now)
             self.engine.on_chain(report.alarms, now)
-            out.alerts_changed = bool(by_site or report.alarms)
+            out.sites = set(by_site) | {a.site for a in report.alarms}
+            out.alerts_changed = bool(out.sites)
         for site, status in statuses.items():
             if self._status(site, status, now):
                 out.status_changed.add(site)
@@ -195,6 +199,8 @@ class Dispatcher:
                 online=st.get("online") if status else None, clock=st.get("clock"), chain=chain
             )
         self.engine.tick(observed, now)
+        out.sites, self.engine.changed = self.engine.changed, set()
+        out.alerts_changed = bool(out.sites)
         return out
 
     def active_kinds(self, site: str) -> list[str]:

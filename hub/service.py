@@ -221,8 +221,7 @@ class Service:
         self._after(outcome)
 
     def _after(self, outcome: Outcome) -> None:
-        if outcome.status_changed or outcome.alerts_changed:
-            self._ha_dirty |= outcome.status_changed or set(self.cfg.site_ids)
+        self._ha_dirty |= outcome.status_changed | outcome.sites
         if outcome.orders_changed or outcome.alerts_changed or outcome.status_changed:
             self._wake.set()
 
@@ -257,6 +256,7 @@ class Service:
 
     async def _tick(self) -> None:
         outcome = await self.runner.call(self.dispatcher.tick, self.clock())
+        self._ha_dirty |= outcome.sites
         for topic, payload, retain in outcome.publish:
             await self.link.publish(topic, payload, retain=retain)
 
