@@ -3,6 +3,7 @@
 #
 #   sudo scripts/install.sh                 # install, or upgrade in place
 #   sudo scripts/install.sh --no-enable     # install, do not enable/start
+#   sudo scripts/install.sh --with-hub      # also the hub (pickup-hub, docs/hub.md)
 #   scripts/install.sh --dry-run            # print what it would do
 #   DESTDIR=/tmp/root scripts/install.sh    # stage into a throwaway root
 #
@@ -39,17 +40,19 @@ PYTHON=${PYTHON:-python3}
 DRY_RUN=0
 UNCONFIGURED=0
 ENABLE=1
+WITH_HUB=0
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 usage() {
-    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while (($#)); do
     case $1 in
         --dry-run) DRY_RUN=1 ;;
         --no-enable) ENABLE=0 ;;
+        --with-hub) WITH_HUB=1 ;;
         -h | --help) usage; exit 0 ;;
         *) printf 'install.sh: unknown option %s (try --help)\n' "$1" >&2; exit 2 ;;
     esac
@@ -310,6 +313,7 @@ install_units() {
     local unit
     for unit in "$SRC"/systemd/*.service "$SRC"/systemd/*.target "$SRC"/systemd/*.timer; do
         [[ -e $unit ]] || continue
+        [[ $(basename "$unit") == pickup-hub.service ]] && continue # --with-hub
         if install_file "$unit" "$UNITDIR/$(basename "$unit")" 0644; then
             CHANGED_UNITS=1
         fi
@@ -391,6 +395,11 @@ main() {
     install_units
     start_services
     check_install
+    if ((WITH_HUB)); then
+        # shellcheck source=scripts/_install_hub.sh
+        source "$SRC/scripts/_install_hub.sh"
+        install_hub
+    fi
     if ((UNCONFIGURED)); then
         say "done. The kiosk is installed but stopped: edit $CONF (site id, keys, [mqtt]),"
         note "run 'sudo -u $SERVICE_USER kiosk doctor', then 'sudo systemctl enable --now $TARGET'."

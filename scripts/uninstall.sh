@@ -20,7 +20,7 @@ readonly STATE_DIR=/var/lib/pickup-kiosk
 readonly CACHE_DIR=/var/cache/pickup-kiosk
 readonly TARGET=pickup-kiosk.target
 readonly UNITS=(pickup-kiosk.target pickup-kiosk-door.service pickup-kiosk-sync.service
-    pickup-kiosk-rearm.service pickup-kiosk-rearm.timer)
+    pickup-kiosk-rearm.service pickup-kiosk-rearm.timer pickup-hub.service)
 
 DESTDIR=${DESTDIR:-}
 DESTDIR=${DESTDIR%/}
@@ -53,6 +53,7 @@ if staging || [[ -d /run/systemd/system ]]; then
     # "|| true": on a second run the units are already gone.
     sys_run systemctl disable --now "$TARGET" pickup-kiosk-rearm.timer || true
     sys_run systemctl stop pickup-kiosk-door.service pickup-kiosk-sync.service || true
+    sys_run systemctl disable --now pickup-hub.service || true
 else
     note "systemd is not running here: nothing to stop"
 fi
@@ -72,7 +73,7 @@ if ((removed)) && { staging || [[ -d /run/systemd/system ]]; }; then
 fi
 
 say "removing the commands in /usr/local/bin"
-for cmd in kiosk kioskctl; do
+for cmd in kiosk kioskctl pickup-hub; do
     link=$DESTDIR/usr/local/bin/$cmd
     # Only our own links, never someone else's file of the same name.
     if [[ -L $link && $(readlink "$link") == "$PREFIX/venv/bin/$cmd" ]]; then

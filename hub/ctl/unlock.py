@@ -330,13 +330,15 @@ def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
     reader = ResultReader(site, cmd_id)
     until = f"valid until {times.clock(expires)}" if expires is not None else "expiry unknown"
     with Connection(settings.broker, timeout=settings.timeout) as conn:
+        # Read the retained status before listening for the answer: reading it
+        # consumes what else arrives meanwhile, and the answer must not be lost so.
+        last_seq = last_seq_of(conn, site) if key is not None else None
         conn.subscribe([reader.topic, topics.events(site)])
         print(
             f"waiting up to {timeout:.0f} s for the answer to {cmd_id} from {site} ({until})",
             file=sys.stderr,
         )
         if key is not None:
-            last_seq = last_seq_of(conn, site)
             since = max(0, last_seq - HISTORY) if last_seq is not None else 0
             # events only: no log record has a seq that high
             trail_args = {"since_seq": since, "since_log_seq": NO_LOGS}

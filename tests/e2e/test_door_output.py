@@ -76,7 +76,7 @@ def test_without_a_cjk_font_the_door_still_opens_in_english(tmp_path: Path) -> N
         "f.find_cjk_font = d.find_cjk_font = lambda *a, **k: None"
     )
     out, err, evs = pickup(tmp_path, prelude)
-    assert "Door unlocked" in out and "门" not in out
+    assert "pull to open" in out and "门" not in out
     degraded = [e for e in evs if e["type"] == "display_degraded"]
     assert degraded and degraded[0]["detail"]["problem"] == "no_cjk_font"
     assert "fonts-wqy-microhei" in err  # the log says how to fix it

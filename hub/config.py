@@ -1,0 +1,414 @@
+"""hub.toml: the hub's one configuration file, validated whole at load.
+
+Where it comes from: ``--config FILE``, else ``$PICKUP_HUB_CONFIG``, else
+``/etc/pickup-hub/hub.toml``. Every key has a type, a range and a default
+(``hub/example.toml`` shows them all); an unknown key or a bad value raises
+:class:`hub.errors.ConfigError` naming the file, the key and what is
+expected, with a "did you mean" for misspellings. Secrets (the broker
+password, notification URLs, which carry bot tokens) are never echoed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from hub.errors import ConfigError
+from protocol.topics import valid_site
+
+DEFAULT_PATH = Path("/etc/pickup-hub/hub.toml")
+ENV_VAR = "PICKUP_HUB_CONFIG"
+_LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})\Z")
+_MQTT_URL_RE = re.compile(r"^mqtts?://[^/:\s@]+(:\d{1,5})?/?\Z")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z")
+
+Check = Callable[[Any], str | None]
+
+
+def _meta(help: str, check: Check | None = None, secret: bool = False) -> dict[str, Any]:
+    return {"help": help, "check": check, "secret": secret}
+
+
+def _range(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"a number from {lo:g} to {hi:g}"
+
+    return check
+
+
+def _choice(*options: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in options else "one of " + ", ".join(repr(o) for o in options)
+
+    return check
+
+
+def _listen(v: Any) -> str | None:
+    m = _LISTEN_RE.match(v)
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        return 'HOST:PORT like "127.0.0.1:8080"'
+    return None
+
+
+def _public_url(v: Any) -> str | None:
+    if v and not re.match(r"^https?://[^\s/]+(/[^\s]*)?\Z", v):
+        return 'empty or an http(s) URL like "https://shop.example" (no trailing spaces)'
+    return None
+
+
+def _mqtt_url(v: Any) -> str | None:
+    return None if _MQTT_URL_RE.match(v) else "mqtt://host[:port] or mqtts://host[:port]"
+
+
+def _site_id(v: Any) -> str | None:
+    return None if valid_site(v) else "a slug of a-z, 0-9 and '-' (at most 64), like 'shop-01'"
+
+
+def _prefix(v: Any) -> str | None:
+    return None if _PREFIX_RE.match(v) else "topic levels of A-Z, a-z, 0-9, '_' and '-'"
+
+
+def _urls(v: Any) -> str | None:
+    for url in v:
+        if "://" not in url or len(url) > 2000:
+            return 'a list of Apprise URLs like "json://127.0.0.1:9000/hook"'
+    return None
+
+
+def _client_id(v: Any) -> str | None:
+    ok = re.match(r"^[A-Za-z0-9_.-]{1,64}\Z", v)
+    return None if ok else "1 to 64 of A-Z, a-z, 0-9, '_', '.', '-'"
+
+
+@dataclass(frozen=True)
+class HubSection:
+    listen: str = field(
+        default="127.0.0.1:8080", metadata=_meta("HTTP address: JSON API and console", _listen)
+    )
+    archive: str = field(
+        default="/var/lib/pickup-hub/hub.db", metadata=_meta("the archive: one SQLite file")
+    )
+    public_url: str = field(
+        default="",
+        metadata=_meta("base of customer links (empty: http://LISTEN)", _public_url),
+    )
+    log_level: str = field(
+        default="INFO",
+        metadata=_meta("log level on stderr", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class KeysSection:
+    hub_key: str = field(
+        default="/etc/pickup-hub/hub.key", metadata=_meta("PEM Ed25519 key that signs orders")
+    )
+    auditor_key: str = field(
+        default="/etc/pickup-hub/auditor.key",
+        metadata=_meta("PEM Ed25519 key that signs logs and sync commands only"),
+    )
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    url: str = field(default="mqtt://127.0.0.1:1883", metadata=_meta("the broker", _mqtt_url))
+    username: str = field(default="", metadata=_meta("broker user name"))
+    password: str = field(default="", metadata=_meta("broker password", secret=True))
+    client_id: str = field(
+        default="pickup-hub",
+        metadata=_meta("MQTT client id; keep it stable (the broker's session)", _client_id),
+    )
+    ca_file: str = field(default="", metadata=_meta("CA bundle for mqtts (empty: system CAs)"))
+    keepalive_s: int = field(default=60, metadata=_meta("MQTT keepalive", _range(5, 3600)))
+    session_expiry_s: int = field(
+        default=7 * 86400,
+        metadata=_meta("how long the broker queues for an offline hub", _range(60, 2**32 - 1)),
+    )
+
+
+@dataclass(frozen=True)
+class SiteSection:
+    id: str = field(default="", metadata=_meta("the site slug (the kiosk's site.id)", _site_id))
+    name: str = field(default="", metadata=_meta("the shop's name, for people"))
+    language: str = field(default="zh", metadata=_meta("alerts in zh or en", _choice("zh", "en")))
+    pickup_no_width: int = field(
+        default=3, metadata=_meta("digits in a pickup number (the kiosk's)", _range(1, 6))
+    )
+    offline_alert_s: float = field(
+        default=600, metadata=_meta("alert when offline this long", _range(10, 7 * 86400))
+    )
+    order_expiry_days: float = field(
+        default=7, metadata=_meta("an order's expires_at, from creation", _range(0.01, 365))
+    )
+
+
+@dataclass(frozen=True)
+class AlertsSection:
+    urls: tuple[str, ...] = field(
+        default=(), metadata=_meta("Apprise notification URLs", _urls, secret=True)
+    )
+    hold_down_s: float = field(
+        default=60,
+        metadata=_meta("a condition must hold this long to alert or clear", _range(0, 3600)),
+    )
+    refused_burst: int = field(
+        default=10, metadata=_meta("refused codes in the window that alert", _range(2, 10000))
+    )
+    refused_window_s: float = field(
+        default=600, metadata=_meta("window for refused codes", _range(10, 86400))
+    )
+    gap_alert_s: float = field(
+        default=600, metadata=_meta("alert when a gap is not filled this long", _range(10, 86400))
+    )
+
+
+@dataclass(frozen=True)
+class GapsSection:
+    grace_s: float = field(
+        default=5, metadata=_meta("wait this long before fetching a gap", _range(0, 3600))
+    )
+    retry_max_s: float = field(
+        default=300, metadata=_meta("longest pause between fetch attempts", _range(1, 86400))
+    )
+    result_timeout_s: float = field(
+        default=60, metadata=_meta("a fetch with no answer this long is retried", _range(1, 3600))
+    )
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    early_events_per_site: int = field(
+        default=20000,
+        metadata=_meta(
+            "events held after a gap, per site (more are fetched later)", _range(10, 10**7)
+        ),
+    )
+    site_bytes: int = field(
+        default=2 * 1024**3,
+        metadata=_meta("archive bytes per site before it refuses more", _range(10**5, 2**50)),
+    )
+    log_records_per_site: int = field(
+        default=10000, metadata=_meta("kiosk log records kept per site", _range(0, 10**7))
+    )
+    rejections_per_site: int = field(
+        default=100,
+        metadata=_meta("rejected messages kept as evidence, per site", _range(0, 10**6)),
+    )
+
+
+@dataclass(frozen=True)
+class HomeAssistantSection:
+    enabled: bool = field(
+        default=False, metadata=_meta("publish MQTT discovery for Home Assistant")
+    )
+    discovery_prefix: str = field(
+        default="homeassistant", metadata=_meta("Home Assistant's discovery prefix", _prefix)
+    )
+    state_prefix: str = field(
+        default="pickup-hub", metadata=_meta("where the hub publishes sites' state", _prefix)
+    )
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    max_body_bytes: int = field(
+        default=65536, metadata=_meta("largest request body", _range(1024, 16 * 1024**2))
+    )
+    max_list: int = field(
+        default=1000, metadata=_meta("most orders one list request returns", _range(1, 100000))
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    hub: HubSection = field(default_factory=HubSection)
+    keys: KeysSection = field(default_factory=KeysSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    sites: tuple[SiteSection, ...] = ()
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    gaps: GapsSection = field(default_factory=GapsSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    source: str = "<defaults>"
+
+    def site(self, site_id: str) -> SiteSection | None:
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        return None
+
+    @property
+    def site_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.sites)
+
+
+_TABLES: dict[str, type[Any]] = {
+    "hub": HubSection,
+    "keys": KeysSection,
+    "mqtt": MqttSection,
+    "alerts": AlertsSection,
+    "gaps": GapsSection,
+    "limits": LimitsSection,
+    "homeassistant": HomeAssistantSection,
+    "api": ApiSection,
+}
+_ALL = [*_TABLES, "site"]
+T = TypeVar("T")
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _coerce(src: str, key: str, tp: Any, value: Any, secret: bool) -> Any:
+    shown = "(hidden)" if secret else repr(value)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{src}: {key} = {shown} is not valid: expected {expected}")
+
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string in quotes")
+        return value
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise bad('a list of strings like ["a", "b"]')
+    return tuple(value)
+
+
+def _section(src: str, name: str, cls: type[T], table: Any) -> T:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{src}: [{name}] must be a table, not {type(table).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{src}: unknown key {name}.{key}{_did_you_mean(key, list(fields))}; "
+                f"[{name}] takes: {', '.join(fields)}"
+            )
+        full = f"{name}.{key}"
+        secret = bool(fields[key].metadata.get("secret"))
+        coerced = _coerce(src, full, hints[key], value, secret)
+        check = fields[key].metadata.get("check")
+        problem = check(coerced) if check else None
+        if problem:
+            shown = "(hidden)" if secret else repr(value)
+            raise ConfigError(f"{src}: {full} = {shown} is not valid: expected {problem}")
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document into a Config (raises ConfigError)."""
+    kwargs: dict[str, Any] = {}
+    for name, table in data.items():
+        if name == "site":
+            kwargs["sites"] = _sites(source, table)
+        elif name in _TABLES:
+            kwargs[name] = _section(source, name, _TABLES[name], table)
+        else:
+            raise ConfigError(
+                f"{source}: unknown section [{name}]{_did_you_mean(name, _ALL)}; "
+                f"sections are: {', '.join(_ALL)} (sites are [[site]] tables)"
+            )
+    return Config(source=source, **kwargs)
+
+
+def _sites(src: str, value: Any) -> tuple[SiteSection, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(
+            f'{src}: sites are written [[site]] (a list of tables), each with id = "..."'
+        )
+    out: list[SiteSection] = []
+    for i, table in enumerate(value):
+        section = _section(src, f"site[{i}]", SiteSection, table)
+        if not section.id:
+            raise ConfigError(
+                f'{src}: site[{i}].id is missing: expected the kiosk\'s site.id, like "shop-01"'
+            )
+        if any(s.id == section.id for s in out):
+            raise ConfigError(f"{src}: site[{i}].id = {section.id!r} is listed twice")
+        out.append(section)
+    return tuple(out)
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate hub.toml (see the module doc for where from).
+
+    Raises ConfigError for a missing, unreadable or invalid file.
+    """
+    path = resolve_path(explicit)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file (give --config FILE or set ${ENV_VAR}; "
+            "hub/example.toml is a commented example)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    return from_mapping(data, str(path))
+
+
+def describe(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked."""
+
+    def table(section: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if f.metadata.get("secret") and value:
+                value = ["********"] * len(value) if isinstance(value, tuple) else "********"
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    result: dict[str, Any] = {"source": cfg.source}
+    for name in _TABLES:
+        result[name] = table(getattr(cfg, name))
+    result["site"] = [table(s) for s in cfg.sites]
+    return result

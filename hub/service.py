@@ -1,0 +1,292 @@
+"""``pickup-hub serve``: the composition root.
+
+Components start in one order and stop in the reverse, each guarded so that
+one failure is logged with context (docs/design.md):
+
+1. the archive file (:mod:`hub.db`) and the books on it (archive, orders,
+   tokens, alerts), on one worker thread (:class:`hub.db.Runner`);
+2. the signing keys (:mod:`hub.keys`);
+3. the HTTP API (Starlette on uvicorn, on a socket bound here so that a
+   taken port is a clear error, not an exit from inside uvicorn);
+4. the MQTT link (:class:`hub.ingest.MqttLink`);
+5. the timers: gap fetches, alert conditions and deliveries, order
+   publishing, Home Assistant state, the systemd watchdog.
+
+systemd: ``READY=1`` once all are up, ``WATCHDOG=1`` from the timers loop
+(a stalled loop gets the hub restarted), ``STOPPING=1`` on SIGTERM, which
+stops everything in reverse and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hub import homeassistant
+from hub.alerts import AlertBook, AlertEngine, Deliverer
+from hub.archive import SqliteArchive
+from hub.config import Config
+from hub.db import Database, Runner
+from hub.dispatch import Dispatcher, Outcome
+from hub.gaps import GapFiller
+from hub.ingest import MqttLink, Msg
+from hub.keys import load_keys
+from hub.orders import OrderBook
+from hub.tokens import Tokens
+from hub.web import AppContext, create_app
+from protocol import topics
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+class Notifier:
+    """systemd's notify protocol without libsystemd; a no-op outside systemd."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ) if env is None else env
+        self.address = env.get("NOTIFY_SOCKET", "")
+        usec = env.get("WATCHDOG_USEC", "")
+        self.interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 else None
+        self._last = float("-inf")
+
+    def send(self, message: str) -> None:
+        if not self.address:
+            return
+        addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(message.encode(), addr)
+        except OSError as exc:
+            log.warning("cannot notify systemd: %s", exc)
+
+    def watchdog(self, mono: float) -> None:
+        if self.interval is not None and mono - self._last >= self.interval:
+            self._last = mono
+            self.send("WATCHDOG=1")
+
+
+def filters(cfg: Config) -> list[str]:
+    out = []
+    for site in cfg.site_ids:
+        out += [
+            topics.events(site),
+            topics.status(site),
+            topics.log(site),
+            topics.cmd_result_filter(site),
+        ]
+    if cfg.homeassistant.enabled:
+        out.append(homeassistant.birth_topic(cfg))
+    return out
+
+
+def bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Service:
+    """The running hub. ``clock`` and ``rng`` are injectable for tests."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.notifier = Notifier(env)
+        self.stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._ha_dirty: set[str] = set(cfg.site_ids)
+        self._ha_discovery = cfg.homeassistant.enabled
+
+    # ----- start and stop -------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        self.db = Database(cfg.hub.archive)
+        self.keys = load_keys(cfg.keys.hub_key, cfg.keys.auditor_key)
+        self.runner = Runner()
+        self.archive = SqliteArchive(self.db, cfg.site_ids, cfg.limits)
+        self.orders = OrderBook(self.db, cfg, self.keys.hub)
+        self.tokens = Tokens(self.db)
+        self.alerts = AlertBook(self.db)
+        self.engine = AlertEngine(self.alerts, cfg, self.clock())
+        self.gaps = GapFiller(cfg.gaps, self.keys.auditor, self.rng)
+        self.dispatcher = Dispatcher(
+            cfg, self.archive, self.orders, self.alerts, self.engine, self.gaps
+        )
+        self.deliverer = Deliverer(cfg, self.alerts, self.runner.call, self.rng)
+        self.ctx = AppContext(
+            cfg=cfg,
+            archive=self.archive,
+            orders=self.orders,
+            tokens=self.tokens,
+            alerts=self.alerts,
+            runner=self.runner,
+            clock=self.clock,
+            orders_changed=self._wake.set,
+            alerts_changed=self._alerts_changed,
+            extra={"gaps": self.gaps, "dispatcher": self.dispatcher},
+        )
+        self.link = MqttLink(
+            cfg.mqtt, filters(cfg), self._handle, on_connect=self._on_connect, rng=self.rng
+        )
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code. Start-up errors escape."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        self._build()
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            def capture_signals(self) -> Any:  # the service owns the signals
+                return contextlib.nullcontext()
+
+        sock = bind(self.cfg.hub.listen)
+        server = _Server(
+            uvicorn.Config(
+                create_app(self.ctx), lifespan="off", log_level="warning", access_log=False
+            )
+        )
+        tasks: list[tuple[str, asyncio.Task[Any]]] = []
+        try:
+            tasks.append(("http", asyncio.create_task(server.serve(sockets=[sock]))))
+            tasks.append(("mqtt", asyncio.create_task(self.link.run(self.stop))))
+            tasks.append(("timers", asyncio.create_task(self._timers())))
+            self.notifier.send("READY=1\nSTATUS=archiving " + ", ".join(self.cfg.site_ids))
+            log.info(
+                "pickup-hub serving %d site(s); API on http://%s",
+                len(self.cfg.site_ids),
+                self.cfg.hub.listen,
+            )
+            await self.stop.wait()
+        finally:
+            self.notifier.send("STOPPING=1")
+            self.stop.set()
+            server.should_exit = True
+            for name, task in reversed(tasks):
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+                except Exception:
+                    log.exception("the %s component failed while stopping", name)
+            sock.close()
+            self.runner.close()
+            self.db.close()
+            log.info("pickup-hub stopped")
+        return 0
+
+    # ----- MQTT -----------------------------------------------------------------
+
+    async def _handle(self, batch: list[Msg]) -> None:
+        birth = homeassistant.birth_topic(self.cfg) if self.cfg.homeassistant.enabled else None
+        if birth is not None:
+            if any(m.topic == birth and m.payload == b"online" for m in batch):
+                self._ha_discovery = True
+                self._ha_dirty |= set(self.cfg.site_ids)
+                self._wake.set()
+            batch = [m for m in batch if m.topic != birth]
+        if not batch:
+            return
+        outcome = await self.runner.call(self.dispatcher.process, batch, self.clock())
+        self._after(outcome)
+
+    def _after(self, outcome: Outcome) -> None:
+        self._ha_dirty |= outcome.status_changed | outcome.sites
+        if outcome.orders_changed or outcome.alerts_changed or outcome.status_changed:
+            self._wake.set()
+
+    def _alerts_changed(self) -> None:
+        self._ha_dirty |= set(self.cfg.site_ids)
+        self._wake.set()
+
+    async def _on_connect(self) -> None:
+        self._ha_discovery = self.cfg.homeassistant.enabled
+        self._ha_dirty |= set(self.cfg.site_ids)
+        self._wake.set()
+
+    # ----- timers ---------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=TICK_S)
+            self._wake.clear()
+            self.notifier.watchdog(time.monotonic())
+            for name, step in self._steps():
+                try:
+                    await step
+                except Exception:
+                    log.exception("the hub's %s step failed; retrying at the next tick", name)
+
+    def _steps(self) -> Iterator[tuple[str, Any]]:
+        yield "gap and alert", self._tick()
+        yield "order publishing", self._publish_orders()
+        yield "home assistant", self._home_assistant()
+        yield "alert delivery", self.deliverer.run_once(self.clock())
+
+    async def _tick(self) -> None:
+        outcome = await self.runner.call(self.dispatcher.tick, self.clock())
+        self._ha_dirty |= outcome.sites
+        for topic, payload, retain in outcome.publish:
+            await self.link.publish(topic, payload, retain=retain)
+
+    async def _publish_orders(self) -> None:
+        if not self.link.connected.is_set():
+            return
+        for site, oid, version, topic, payload in await self.runner.call(self.orders.unpublished):
+            if not await self.link.publish(topic, payload, retain=True):
+                return
+            await self.runner.call(self.orders.published, site, oid, version)
+
+    async def _home_assistant(self) -> None:
+        if not self.cfg.homeassistant.enabled or not self.link.connected.is_set():
+            return
+        if self._ha_discovery:
+            for topic, payload, retain in homeassistant.discovery(self.cfg):
+                if not await self.link.publish(topic, payload, retain=retain):
+                    return
+            self._ha_discovery = False
+        dirty, self._ha_dirty = self._ha_dirty, set()
+        for site in sorted(dirty):
+            status = await self.runner.call(self.archive.status, site)
+            kinds = await self.runner.call(self.dispatcher.active_kinds, site)
+            for topic, payload, retain in homeassistant.state(
+                self.cfg, site, status[0] if status else None, kinds
+            ):
+                if not await self.link.publish(topic, payload, retain=retain):
+                    self._ha_dirty.add(site)
+                    return
+
+
+def serve(cfg: Config) -> int:
+    return asyncio.run(Service(cfg).run())

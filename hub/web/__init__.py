@@ -1,0 +1,61 @@
+"""The hub's HTTP side: one Starlette app, routes by area, one view layer.
+
+:func:`create_app` is the factory the service (and the tests) call with an
+:class:`AppContext`. Routes live in one module per area (``orders``,
+``sites``, ``alerts``, ``customer``); every handler returns data through
+:func:`hub.web.views.render`, which answers JSON today and will render the
+console's HTML templates for people (issue 15) from the same views.
+Sessions and CSRF for the console come in as middleware on this app;
+the JSON API stays bearer-token only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from hub.alerts import AlertBook
+from hub.archive import SqliteArchive
+from hub.config import Config
+from hub.db import Runner
+from hub.orders import OrderBook
+from hub.tokens import Tokens
+
+
+@dataclass
+class AppContext:
+    """What the HTTP side may use; built by the service's composition root."""
+
+    cfg: Config
+    archive: SqliteArchive
+    orders: OrderBook
+    tokens: Tokens
+    alerts: AlertBook
+    runner: Runner
+    clock: Callable[[], float]
+    #: called after an order changed, so the publisher sends it at once
+    orders_changed: Callable[[], None] = lambda: None
+    #: called after an alert was acknowledged or a mute changed
+    alerts_changed: Callable[[], None] = lambda: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The hub's ASGI app. ``extra_routes`` is where the console mounts (issue 15)."""
+    from hub.web import alerts as alert_routes
+    from hub.web import customer as customer_routes
+    from hub.web import orders as order_routes
+    from hub.web import sites as site_routes
+    from hub.web import views
+
+    api = [*order_routes.routes(), *site_routes.routes(), *alert_routes.routes()]
+    app = Starlette(
+        routes=[Mount("/api/v1", routes=api), *customer_routes.routes(), *(extra_routes or [])],
+        exception_handlers=views.exception_handlers(),
+    )
+    app.state.ctx = ctx
+    return app
