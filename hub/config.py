@@ -155,6 +155,14 @@ class SiteSection:
     order_expiry_days: float = field(
         default=7, metadata=_meta("an order's expires_at, from creation", _range(0.01, 365))
     )
+    code_digits: int = field(
+        default=8,
+        metadata=_meta(
+            "one-time code digits: 8 lets a kiosk ask for the full code after a vandal, "
+            "customers normally type the last 6",
+            _range(6, 8),
+        ),
+    )
 
 
 @dataclass(frozen=True)

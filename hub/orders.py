@@ -258,7 +258,7 @@ class OrderBook:
             "slot": fields.get("slot"),
             "customer": fields.get("customer"),
             "items": fields.get("items") or [],
-            "otp": {"secret": secret, "digits": 6, "period": 30},
+            "otp": {"secret": secret, "digits": site.code_digits, "period": 30},
             "backup_code": bool(fields.get("backup_code", False)),
             "expires_at": expires,
         }
