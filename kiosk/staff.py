@@ -186,9 +186,7 @@ class StaffCheck:
         def refuse(reason: str) -> StaffDecision:
             return StaffDecision(False, reason, staff=staff, step=step, action=action)
 
-        if self.store.step_used(staff_key(staff.staff_id), step):
-            return refuse("replayed")
-        if staff.revoked:
+        if staff.revoked:  # said first: more use to the person than "already used"
             return refuse("staff_revoked")
         at = clock.expiry_now
         if (staff.valid_from is not None and at < staff.valid_from) or (
@@ -199,6 +197,8 @@ class StaffCheck:
         windows = tuple(Window(tuple(w["days"]), w["start"], w["end"]) for w in staff.schedule)
         if not in_schedule(windows, local.isoweekday(), local.strftime("%H:%M")):
             return refuse("staff_outside_hours")
+        if self.store.step_used(staff_key(staff.staff_id), step):
+            return refuse("replayed")
         return StaffDecision(True, staff=staff, step=step, action=action)
 
     def commit(self, decision: StaffDecision, now: float) -> bool:

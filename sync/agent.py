@@ -43,6 +43,7 @@ from kiosk.config import Config, MqttConfig
 from kiosk.errors import ConfigError, StoreError, ValidationError
 from kiosk.orders import Incoming, Intake, internal_error
 from kiosk.retention import Retention, RetentionPolicy
+from kiosk.staff import StaffIntake
 from kiosk.store import LOW_WATER, Store
 from kiosk.trail import tail_claim
 from protocol import topics
@@ -103,6 +104,7 @@ class Agent:
             width=cfg.site.pickup_no_width,
             allow_unsigned=cfg.trust.allow_unsigned,
         )
+        self.staff_intake = StaffIntake(self.intake)
         self.tclock = TrustedClock(
             clock,
             self.store.clock_floor(),
@@ -282,6 +284,8 @@ class Agent:
                 self._flush_orders(orders)
                 if kind == topics.CMD:
                     self._guard("a command message", partial(self._command, ev))
+                elif kind == topics.STAFF:
+                    self._guard("a staff message", partial(self._staff, ev))
                 elif kind == topics.STATUS:
                     self.claims.on_message(ev)
             else:
@@ -338,7 +342,11 @@ class Agent:
         # again, so an order taken off the wire just before a crash is not lost.
         self.claims.then(
             self.conn.subscribe(
-                [(topics.orders_filter(self.site), 1), (topics.cmd_filter(self.site), 1)]
+                [
+                    (topics.orders_filter(self.site), 1),
+                    (topics.staff_filter(self.site), 1),
+                    (topics.cmd_filter(self.site), 1),
+                ]
             )
         )
         mq = self.cfg.mqtt or MqttConfig()
@@ -422,6 +430,30 @@ class Agent:
             self.conn.subscribe([(topics.orders_filter(self.site), 1)])
 
     # ----- orders down ----------------------------------------------------
+
+    def _staff(self, m: Message) -> None:
+        """One staff document (docs/protocol.md, "Staff and courier codes"), judged alone."""
+        snap = self.tclock.snapshot()
+        ident = _ident(m)
+        topic = _topic_text(m)
+        if ident is None or not topics.valid_id(ident):
+            self.intake.reject(
+                snap,
+                ValidationError(
+                    "bad_staff_id", "the topic's staff_id must match [A-Za-z0-9_.-]{1,64}"
+                ),
+                source="mqtt",
+                topic=topic,
+            )
+            return
+        if not m.payload:
+            self.staff_intake.forget(ident, snap)
+            return
+        try:
+            doc: Any = decode_json_object(m.payload)
+        except ValidationError as err:
+            doc = err  # rejected alone by the intake
+        self.staff_intake.accept(doc, snap, source="mqtt", staff_id=ident, topic=topic)
 
     def _flush_orders(self, msgs: list[Message]) -> None:
         if msgs:
