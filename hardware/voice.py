@@ -93,6 +93,17 @@ class Voice:
         now = self.clock.monotonic()
         if now < self._next_try:
             return False
+        if not _sound_card_present():
+            # Without a card, opening ALSA only fills stderr with libasound's
+            # complaints every minute: wait for a card to appear instead.
+            self._next_try = now + RETRY_S
+            if not self._audio_warned:
+                self._audio_warned = True
+                log.error(
+                    "voice: no sound card (no /dev/snd/pcm*); the prompts stay silent. On a Pi: "
+                    "a USB speaker or an I2S amplifier, see docs/wiring.md"
+                )
+            return False
         try:
             # The files' own format, and no format changes allowed: SDL converts
             # while it plays, so every decoded prompt stays 16-bit mono 16 kHz
@@ -221,3 +232,11 @@ def open_voice(cfg: VoiceConfig, *, clock: Clock, tz: ZoneInfo | None = None) ->
         log.info("voice: off ([voice] enabled = false)")
         return None
     return Voice(cfg, clock=clock, tz=tz)
+
+
+def _sound_card_present() -> bool:
+    """A playback device exists, or SDL was told to use another driver (tests: dummy)."""
+    driver = os.environ.get("SDL_AUDIODRIVER", "")
+    if driver and driver != "alsa":
+        return True
+    return any(Path("/dev/snd").glob("pcm*p"))

@@ -511,6 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--broker", help="with --simulate: also sync with this MQTT broker URL")
     run.add_argument("--no-window", action="store_true", help="terminal only, no display window")
+    run.add_argument(
+        "--with-hub",
+        action="store_true",
+        help="with --simulate: also a local broker and the hub, orders made through the hub",
+    )
     run.set_defaults(func=cmd_run, raw_config=True)
     return p
 

@@ -37,7 +37,7 @@ Simulated pickup kiosk. Keys: 0-9 * # keypad (Enter = #, Backspace = *),
 o/c open/close the door, x exit button, l language, q quit."""
 
 
-def _has_window() -> bool:
+def has_window() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
@@ -108,7 +108,11 @@ def run_simulator(base: Config | None, args: argparse.Namespace) -> int:
         return run_together(base)
     data_dir = Path(tempfile.mkdtemp(prefix="pickup-kiosk-sim-"))
     key = Ed25519PrivateKey.generate()
-    window = _has_window() and not args.no_window
+    if getattr(args, "with_hub", False):
+        from kiosk.cli.demo import run_demo
+
+        return run_demo(base, args)
+    window = has_window() and not args.no_window
     cfg = simulated_config(
         base, data_dir, public_key_text(key.public_key()), broker=args.broker, window=window
     )

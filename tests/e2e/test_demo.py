@@ -1,0 +1,99 @@
+"""The README's run command, as a person runs it: broker, hub and simulated kiosk together.
+
+``scripts/run`` ends in ``kiosk run --simulate --with-hub``; this runs that
+command as a real process, types a live code it printed, and checks the
+door opened, the hub archived it, and everything stopped on ``q``.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.procs import env
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class Reader:
+    def __init__(self, stream: object) -> None:
+        self.lines: list[str] = []
+        self.q: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _run(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def test_the_whole_system_runs_and_a_sample_code_opens_the_door(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk.cli", "run", "--simulate", "--with-hub", "--no-window"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+    )
+    out, err = Reader(proc.stdout), Reader(proc.stderr)
+    try:
+        wait_for(lambda: "ready            slot B3" in out.text(), 60, "the hub's orders")
+        api = re.search(r"Hub API: (\S+)\s+\(token (\S+)\)", out.text())
+        assert api, out.text()
+        data_dir = re.search(r"Data directory \(deleted on exit\): (\S+)", out.text())
+        assert data_dir
+        assert proc.stdin is not None
+
+        def ready_code() -> str:
+            for line in reversed(out.lines):
+                m = re.match(r"\s+(\d{9})#  \(all 8: \d{11}#\)  ready\s+slot B3", line)
+                if m:
+                    return m.group(1)
+            raise AssertionError("no live code printed")
+
+        proc.stdin.write(ready_code() + "#")
+        proc.stdin.flush()
+        wait_for(lambda: "[relay on" in out.text(), 30, "the relay")
+        proc.stdin.write("oc")  # in and out of the door
+        proc.stdin.flush()
+
+        def archived() -> list[dict]:
+            req = urllib.request.Request(
+                f"{api.group(1)}/sites/demo-site/events?since=0",
+                headers={"Authorization": f"Bearer {api.group(2)}"},
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
+                body = json.loads(r.read())
+            items = body["events"] if isinstance(body, dict) else body
+            return [e for e in items if e.get("type") == "order_collected"]
+
+        wait_for(archived, 60, "the hub to archive the collection")
+        proc.stdin.write("q")
+        proc.stdin.flush()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err.text()[-3000:]
+    assert not Path(data_dir.group(1)).exists()  # the throwaway folder is gone
+    # the broker and the hub stopped with it
+    left = subprocess.run(
+        ["pgrep", "-f", data_dir.group(1)], capture_output=True, text=True, check=False
+    )
+    assert left.stdout.strip() == ""
+    assert "Traceback" not in err.text()
