@@ -193,3 +193,12 @@ def test_i18n_does_not_import_pygame() -> None:
     code = "import sys, kiosk.i18n; sys.exit('pygame' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False)
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("kind", ["door_open", "exit_open", "forced", "close_door", "accepted"])
+def test_the_docs_show_each_door_state_screen(lang: str, kind: str) -> None:
+    from pathlib import Path
+
+    shot = Path(__file__).resolve().parents[2] / "docs" / "screens" / f"{lang}-800x480-{kind}.png"
+    assert shot.stat().st_size > 1000  # regenerate with: kiosk screenshots DIR, then copy
