@@ -31,10 +31,9 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from kiosk.audit import flood_bound_bytes  # noqa: E402
-from tests.broker import Broker  # noqa: E402
-from tests.polling import wait_for  # noqa: E402
-from tests.reliability.flood import Flooder, junk_pool  # noqa: E402
-from tests.reliability.harness import (  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
+from tests.support.flood import Flooder, junk_pool  # noqa: E402
+from tests.support.harness import (  # noqa: E402
     SITE,
     CodeBook,
     DoorProc,
@@ -43,6 +42,7 @@ from tests.reliability.harness import (  # noqa: E402
     open_door,
     write_config,
 )
+from tests.support.polling import wait_for  # noqa: E402
 
 
 def used_bytes(db: Path) -> int:

@@ -40,9 +40,9 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from protocol.canonical import dumps  # noqa: E402
-from tests.broker import Broker, free_port  # noqa: E402
-from tests.e2e.procs import env  # noqa: E402
-from tests.hub import chain, write_config  # noqa: E402
+from tests.support.broker import Broker, free_port  # noqa: E402
+from tests.support.hub import chain, write_config  # noqa: E402
+from tests.support.procs import env  # noqa: E402
 
 
 def messages(sites: int, per_site: int) -> list[tuple[str, bytes]]:

@@ -33,8 +33,8 @@ from kiosk.clock import FakeClock, SystemClock, TrustedClock  # noqa: E402
 from kiosk.config import from_mapping  # noqa: E402
 from kiosk.store import Store  # noqa: E402
 from sync.agent import Agent  # noqa: E402
-from tests.broker import Broker  # noqa: E402
-from tests.sync import SITE, T0, topic  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
+from tests.support.sync import SITE, T0, topic  # noqa: E402
 
 
 def bare(port: int, bodies: list[bytes], round_no: int) -> float:

@@ -31,8 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from kiosk.clock import SystemClock  # noqa: E402
 from kiosk.config import from_mapping  # noqa: E402
 from sync.agent import Agent  # noqa: E402
-from tests.broker import Broker  # noqa: E402
-from tests.sync import HUB, SITE, order, pub, topic  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
+from tests.support.sync import HUB, SITE, order, pub, topic  # noqa: E402
 
 
 def publish_all(port: int, n: int) -> None:

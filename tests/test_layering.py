@@ -162,3 +162,17 @@ def test_docstrings_cite_only_pages_in_the_repository(forbidden: str) -> None:
         and forbidden in p.read_text("utf-8", "replace")
     ]
     assert hits == []
+
+
+def test_tests_and_benchmarks_share_helpers_only_through_tests_support() -> None:
+    bad = []
+    for folder in ("tests", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT)
+            if rel.parts[:2] == ("tests", "support"):
+                continue
+            name = ".".join(rel.with_suffix("").parts)
+            for target in imports(path, name):
+                if target.startswith("tests.") and not target.startswith("tests.support"):
+                    bad.append(f"{rel} imports {target}")
+    assert bad == []

@@ -419,6 +419,10 @@ def cmd_doctor(cfg_path: str | None, args: argparse.Namespace) -> int:
 
 
 def cmd_run(cfg: Config | None, args: argparse.Namespace) -> int:
+    if args.simulate and args.with_hub:
+        from kiosk.cli.demo import run_demo
+
+        return run_demo(cfg, args)
     from kiosk.cli.simulator import run_simulator
 
     return run_simulator(cfg, args)

@@ -108,10 +108,6 @@ def run_simulator(base: Config | None, args: argparse.Namespace) -> int:
         return run_together(base)
     data_dir = Path(tempfile.mkdtemp(prefix="pickup-kiosk-sim-"))
     key = Ed25519PrivateKey.generate()
-    if getattr(args, "with_hub", False):
-        from kiosk.cli.demo import run_demo
-
-        return run_demo(base, args)
     window = has_window() and not args.no_window
     cfg = simulated_config(
         base, data_dir, public_key_text(key.public_key()), broker=args.broker, window=window

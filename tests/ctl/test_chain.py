@@ -10,7 +10,7 @@ import pytest
 
 from hub.ctl.watch import ChainWatch
 from protocol.events import verify_chain
-from tests.ctl import make_chain, run_ctl
+from tests.support.ctl import make_chain, run_ctl
 
 SITE = "shop-1"
 

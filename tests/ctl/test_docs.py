@@ -30,9 +30,9 @@ from protocol import topics
 from protocol.keys import generate_private_key, key_id, sign_document
 from protocol.otp import new_secret
 from protocol.status import log_record
-from tests.broker import Broker
-from tests.ctl import ROOT, FakeKiosk, publish_retained
-from tests.ctl.model import KioskModel
+from tests.support.broker import Broker
+from tests.support.ctl import ROOT, FakeKiosk, publish_retained
+from tests.support.ctl_model import KioskModel
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -32,7 +32,7 @@ from protocol.events import EVENT_TYPES
 from protocol.keys import generate_private_key, sign_document
 from protocol.orders import STATUSES
 from protocol.otp import new_secret
-from tests.ctl import make_chain
+from tests.support.ctl import make_chain
 
 SITE = "shop-1"
 CMD_ID = "unlock-1778642529-9f0c2a4d1e7b"

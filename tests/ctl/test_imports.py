@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker
-from tests.ctl import ROOT, FakeKiosk, keygen
-from tests.ctl.model import KioskModel
+from tests.support.broker import Broker
+from tests.support.ctl import ROOT, FakeKiosk, keygen
+from tests.support.ctl_model import KioskModel
 
 ALLOWED = {"hub", "protocol", "paho", "cryptography", "segno", "pyotp"}
 FORBIDDEN = ("kiosk", "hardware", "sync", "pygame", "gpiozero", "sqlite_utils", "lgpio", "tests")

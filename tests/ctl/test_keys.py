@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from kiosk.errors import SignatureError
 from protocol.keys import Keyring, Role, key_id, parse_public_key, public_key_text
-from tests.ctl import keygen, run_ctl
+from tests.support.ctl import keygen, run_ctl
 
 pytestmark = pytest.mark.slow
 

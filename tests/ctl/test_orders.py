@@ -14,9 +14,9 @@ from kiosk.orders import validate_order
 from protocol import topics
 from protocol.keys import Keyring, Role
 from protocol.times import parse_time as parse_rfc3339
-from tests.broker import Broker
-from tests.ctl import FakeKiosk, keygen, publish_retained, read_retained, run_ctl
-from tests.ctl.model import KioskModel
+from tests.support.broker import Broker
+from tests.support.ctl import FakeKiosk, keygen, publish_retained, read_retained, run_ctl
+from tests.support.ctl_model import KioskModel
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

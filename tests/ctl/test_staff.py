@@ -12,8 +12,8 @@ from hub.ctl.staff import parse_hours
 from protocol.canonical import decode_json_object
 from protocol.keys import Keyring, Role
 from protocol.staff import validate_staff
-from tests.broker import Broker
-from tests.ctl import keygen, read_retained, run_ctl
+from tests.support.broker import Broker
+from tests.support.ctl import keygen, read_retained, run_ctl
 
 pytestmark = pytest.mark.slow
 SITE = "staff-site"

@@ -23,10 +23,10 @@ import pytest
 
 from protocol.keys import Keyring, Role, key_id
 from protocol.times import parse_time
-from tests.broker import Broker
-from tests.ctl import ROOT, FakeKiosk, keygen, run_ctl
-from tests.ctl.model import KioskModel
-from tests.polling import wait_for
+from tests.support.broker import Broker
+from tests.support.ctl import ROOT, FakeKiosk, keygen, run_ctl
+from tests.support.ctl_model import KioskModel
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ import pytest
 
 from protocol import topics
 from protocol.keys import Keyring, Role, key_id
-from tests.broker import Broker, free_port
-from tests.ctl import FakeKiosk, keygen, make_chain, publish_retained, run_ctl
+from tests.support.broker import Broker, free_port
+from tests.support.ctl import FakeKiosk, keygen, make_chain, publish_retained, run_ctl
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

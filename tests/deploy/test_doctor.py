@@ -31,8 +31,8 @@ from kiosk import health
 from kiosk.cli import doctor
 from kiosk.store import MIGRATIONS, Store
 from protocol.keys import public_key_text
-from tests.broker import Broker, free_port
-from tests.deploy import REPO
+from tests.support.broker import Broker, free_port
+from tests.support.deploy import REPO
 
 PASSWORD = "correct-horse-battery-4711"
 KEY = public_key_text(Ed25519PrivateKey.generate().public_key())

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import REPO, make_checkout, run_script
-from tests.deploy.test_units import ANALYZE, EXEC_RE, HOST_UNIT_DIRS, directives
+from tests.support.deploy import (
+    ANALYZE,
+    EXEC_RE,
+    HOST_UNIT_DIRS,
+    REPO,
+    directives,
+    make_checkout,
+    run_script,
+)
 
 UNIT = "pickup-hub.service"
 

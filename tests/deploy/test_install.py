@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import config as config_mod
-from tests.deploy import REPO, make_checkout, run_script, tree, would_run
+from tests.support.deploy import REPO, make_checkout, run_script, tree, would_run
 
 UNITS = {
     "pickup-kiosk.target",

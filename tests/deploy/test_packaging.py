@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import REPO
+from tests.support.deploy import REPO
 
 
 @pytest.mark.slow

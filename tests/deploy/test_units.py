@@ -20,33 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import REPO, make_checkout, run_script
-
-ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
-HOST_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+from tests.support.deploy import (
+    ANALYZE,
+    EXEC_RE,
+    HOST_UNIT_DIRS,
+    directives,
+    make_checkout,
+    run_script,
+)
 
 pytestmark = pytest.mark.skipif(
     not Path(ANALYZE).exists(), reason="systemd-analyze is not installed (scripts/test installs it)"
 )
-
-EXEC_RE = re.compile(
-    r"^\s*Exec(?:Start|StartPre|StartPost|Stop|StopPost|Reload|Condition)=(\S+)", re.MULTILINE
-)
-
-
-def unit_text(name: str) -> str:
-    return (REPO / "systemd" / name).read_text()
-
-
-def directives(name: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for raw in unit_text(name).splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";", "[")):
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 @pytest.fixture(scope="module")

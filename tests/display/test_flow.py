@@ -7,7 +7,7 @@ from hardware.display import open_display
 from kiosk.config import DisplayConfig
 from kiosk.daemon import DoorDaemon
 from kiosk.screens import Screen
-from tests.kiosk.helpers import World
+from tests.support.world import World
 
 
 def test_pickup_flow_draws_the_expected_screens(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.e2e.procs import events, kiosk, signed_orders, write_config
+from tests.support.procs import events, kiosk, signed_orders, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import env
-from tests.polling import wait_for
+from tests.support.polling import wait_for
+from tests.support.procs import env
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.otp import pickup_code
-from tests.e2e.procs import env, events, kiosk, signed_orders, write_config
-from tests.polling import wait_for
+from tests.support.polling import wait_for
+from tests.support.procs import env, events, kiosk, signed_orders, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pyotp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.e2e.procs import events, kiosk, popen_kiosk, signed_orders, write_config
-from tests.polling import wait_for
+from tests.support.polling import wait_for
+from tests.support.procs import events, kiosk, popen_kiosk, signed_orders, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.procs import events, kiosk, signed_orders, write_config
+from tests.support.procs import events, kiosk, signed_orders, write_config
 
 pytestmark = pytest.mark.slow
 

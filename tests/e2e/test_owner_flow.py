@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from protocol.keys import public_key_text
-from tests.broker import Broker
-from tests.e2e.procs import env, kiosk, popen_kiosk, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.procs import env, kiosk, popen_kiosk, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

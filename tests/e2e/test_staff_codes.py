@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.keys import private_key_from_pem
 from protocol.otp import hotp
-from tests.broker import Broker
-from tests.ctl import keygen, run_ctl
-from tests.e2e.procs import SITE, events, popen_kiosk, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker
+from tests.support.ctl import keygen, run_ctl
+from tests.support.polling import wait_for
+from tests.support.procs import SITE, events, popen_kiosk, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -17,7 +17,7 @@ from hardware.slotlight import DARK, MemoryStrip, SlotLight, open_slot_light, pa
 from kiosk import config as config_mod
 from kiosk.cli.shell import Shell, build_door
 from kiosk.config import Config
-from tests.hardware.rig import PortsRig
+from tests.support.ports import PortsRig
 
 SLOTS = (("A1", (0,)), ("B3", (17, 18)), ("C2", (5,)))
 GREEN = parse_colour("#00FF40")

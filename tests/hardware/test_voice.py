@@ -24,7 +24,7 @@ from kiosk.config import VoiceConfig
 from kiosk.i18n import LANGS
 from kiosk.prompts import CHARS, MAX_CHAR_S, MAX_PROMPT_S, clips, path_for, prompt_key
 from kiosk.screens import KINDS, REASONS, Screen
-from tests.hardware.rig import PortsRig
+from tests.support.ports import PortsRig
 
 assert os.environ.get("SDL_AUDIODRIVER") == "dummy"
 

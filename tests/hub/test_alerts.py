@@ -17,7 +17,7 @@ from hub.alerts import AlertBook, AlertEngine, Deliverer, Observed
 from hub.archive import ChainAlarm
 from hub.config import Config
 from hub.db import Database, Runner
-from tests.hub import FakeClock, chain, load, write_config
+from tests.support.hub import FakeClock, chain, load, write_config
 
 
 class Receiver:

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from hub.web import create_app
 from protocol.keys import Keyring, Role, public_key_text
 from protocol.orders import validate_order
-from tests.hub import FakeClock, context
+from tests.support.hub import FakeClock, context
 
 ORDER = {
     "order_id": "HM-1",
@@ -83,7 +83,7 @@ def test_pickup_numbers_unique_and_reused(env: tuple[TestClient, Any, dict[str, 
 
 
 def test_allocation_exhausted_then_reuses(tmp_path: Path) -> None:
-    from tests.hub import write_config
+    from tests.support.hub import write_config
 
     cfg = write_config(tmp_path, ("tiny",), site_extra="pickup_no_width = 1")
     ctx = context(tmp_path, cfg)
@@ -235,7 +235,7 @@ def test_alerts_ack_and_mute(env: tuple[TestClient, Any, dict[str, str]]) -> Non
 
 
 def test_sites_and_events_views(env: tuple[TestClient, Any, dict[str, str]]) -> None:
-    from tests.hub import chain, live
+    from tests.support.hub import chain, live
 
     client, ctx, auth = env
     ctx.archive.ingest(live("shop-a", chain("shop-a", 3)), ctx.clock())

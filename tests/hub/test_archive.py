@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hub.archive import Incoming
 from protocol.canonical import dumps
-from tests.hub import T0, archive, chain, live
+from tests.support.hub import T0, archive, chain, live
 
 
 def test_in_order_with_duplicates_each_once(tmp_path: Path) -> None:

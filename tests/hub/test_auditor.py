@@ -16,10 +16,10 @@ from hub.keys import load_keys
 from protocol import topics
 from protocol.canonical import dumps
 from protocol.commands import build_command
-from tests.broker import Broker
-from tests.e2e.procs import popen_kiosk
-from tests.hub import hub_cli, kiosk_config, load, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker
+from tests.support.hub import hub_cli, kiosk_config, load, write_config
+from tests.support.polling import wait_for
+from tests.support.procs import popen_kiosk
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 SITE = "shop-aud"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hub import cli
-from tests.broker import Broker
-from tests.hub import T0, archive, chain, hub_cli, live, load, write_config
+from tests.support.broker import Broker
+from tests.support.hub import T0, archive, chain, hub_cli, live, load, write_config
 
 
 def run(cfg: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

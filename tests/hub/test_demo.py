@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub import demo
-from tests.broker import Broker, free_port
+from tests.support.broker import Broker, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

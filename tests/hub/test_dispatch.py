@@ -12,7 +12,7 @@ from hub.dispatch import Dispatcher
 from hub.gaps import GapFiller
 from hub.ingest import Msg
 from protocol.canonical import dumps
-from tests.hub import T0, chain, context
+from tests.support.hub import T0, chain, context
 
 
 def msg(topic: str, payload: Any) -> Msg:

@@ -16,10 +16,17 @@ import httpx2 as httpx
 import pytest
 
 from protocol.otp import pickup_code
-from tests.broker import Broker, free_port
-from tests.e2e.procs import popen_kiosk
-from tests.hub import archived, hub_cli, kiosk_config, kiosk_events_raw, popen_hub, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker, free_port
+from tests.support.hub import (
+    archived,
+    hub_cli,
+    kiosk_config,
+    kiosk_events_raw,
+    popen_hub,
+    write_config,
+)
+from tests.support.polling import wait_for
+from tests.support.procs import popen_kiosk
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 SITE = "shop-e2e"

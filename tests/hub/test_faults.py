@@ -15,9 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from protocol.canonical import dumps
-from tests.broker import Broker, free_port
-from tests.hub import archived, chain, hub_cli, popen_hub, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker, free_port
+from tests.support.hub import archived, chain, hub_cli, popen_hub, write_config
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -14,9 +14,9 @@ import pytest
 
 from hub import homeassistant
 from protocol.canonical import dumps
-from tests.broker import Broker, free_port
-from tests.hub import load, popen_hub, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker, free_port
+from tests.support.hub import load, popen_hub, write_config
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from hub.archive import Incoming
 from hub.web import create_app
 from protocol.canonical import dumps
-from tests.hub import FakeClock, archive, chain, context
+from tests.support.hub import FakeClock, archive, chain, context
 
 SITE = "shop-a"
 KEYS = [

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, free_port
-from tests.e2e.procs import env
-from tests.hub import archive, write_config
+from tests.support.broker import Broker, free_port
+from tests.support.hub import archive, write_config
+from tests.support.procs import env
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kiosk.clock import SIGNED_LEAD_S, FakeClock, TrustedClock
-from tests.kiosk.test_daemon import Rig
+from tests.support.door import Rig
 
 
 def test_a_signed_confirmation_does_not_survive_a_step_of_the_wall_clock() -> None:

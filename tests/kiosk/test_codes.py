@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from kiosk.codes import match_step
 from kiosk.store import OrderRow
 from protocol.times import MAX_TIME
-from tests.kiosk.helpers import World
+from tests.support.world import World
 
 RFC_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # "12345678901234567890"
 RFC6238_SHA1 = [

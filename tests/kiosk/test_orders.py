@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from kiosk.orders import parse_documents
 from protocol.keys import sign_document
-from tests.kiosk.helpers import SITE, World
+from tests.support.world import SITE, World
 
 
 @pytest.fixture

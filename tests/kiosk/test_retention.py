@@ -11,7 +11,7 @@ from kiosk.clock import FakeClock, TrustedClock
 from kiosk.retention import Retention, RetentionPolicy
 from kiosk.trail import verify_store, verify_trail
 from protocol.orders import ACTIVE_STATUSES
-from tests.kiosk.helpers import World
+from tests.support.world import World
 
 DAY = 86400.0
 

@@ -11,7 +11,7 @@ from kiosk.door import State
 from kiosk.i18n import render_text
 from kiosk.screens import KINDS, DoorView, Screen, StatusCorner, compose
 from kiosk.store import OrderRow
-from tests.kiosk.test_daemon import Rig
+from tests.support.door import Rig
 
 
 @pytest.fixture

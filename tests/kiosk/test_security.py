@@ -5,13 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.clock import FakeClock
-from kiosk.codes import CodeEngine
 from kiosk.config import Config
 from kiosk.security import bound, explain
-from kiosk.store import OrderRow
-from protocol.otp import hotp, new_secret
-from tests.kiosk.helpers import World
+from protocol.otp import hotp
+from tests.support.attacks import add_orders, attack_one_night, vandalize, world
 
 
 def test_default_policy_meets_the_design_target() -> None:
@@ -28,68 +25,6 @@ def test_default_policy_meets_the_design_target() -> None:
 def test_small_sites_are_bound_by_the_per_number_backoff() -> None:
     r = bound(Config(), 1)
     assert r.guesses_per_night == r.attempts_per_number < r.keypad_attempts
-
-
-def world(tmp: Path, name: str, night: int, short: int, full: int) -> World:
-    w = World(tmp / f"{name}-{night}.db", clock=FakeClock(wall=1_780_000_000 + night * 86400))
-    w.engine = CodeEngine(w.store, w.cfg.codes, w.throttle, width=3, short=short, full=full)
-    return w
-
-
-def add_orders(w: World, numbers: list[str], digits: int) -> list[OrderRow]:
-    rows = []
-    with w.store.atomic():
-        for i, no in enumerate(numbers):
-            row = OrderRow(
-                order_id=f"O-{i}",
-                version=1,
-                status="ready",
-                pickup_no=no,
-                slot="A1",
-                issued_at=w.clock.wall(),
-                expires_at=None,
-                collected_at=None,
-                collected_locally=False,
-                otp_secret=new_secret(),
-                otp_digits=digits,
-                otp_period=30,
-                backup_code=True,
-                doc={},
-                updated_at=w.clock.wall(),
-            )
-            w.store.put_order(row)
-            rows.append(row)
-    return rows
-
-
-def attack_one_night(
-    tmp: Path, night: int, short: int, full: int, orders: int, rng: random.Random
-) -> tuple[bool, int, int]:
-    """A patient attacker who knows the active pickup numbers guesses values at
-    random, in both tiers, as fast as the throttle lets them, for one night.
-    Returns (got in, short guesses, full guesses)."""
-    w = world(tmp, "night", night, short, full)
-    numbers = [f"{i:03d}" for i in rng.sample(range(1000), orders)]
-    add_orders(w, numbers, full)
-    end = w.clock.wall() + w.cfg.throttle.night_hours * 3600
-    counts = {short: 0, full: 0}
-    while w.clock.wall() < end:
-        waits = []
-        for digits in (short, full):
-            entry = rng.choice(numbers) + f"{rng.randrange(10**digits):0{digits}d}"
-            d = w.engine.check(entry, w.snap())
-            if d.reason in ("throttled", "full_code_needed"):
-                waits.append(d.wait_s)
-                continue
-            counts[digits] += 1
-            if d.ok:
-                w.store.close()
-                return True, counts[short], counts[full]
-            break
-        else:
-            w.clock.advance(min(x for x in waits if x > 0) + 0.001 if any(waits) else 1.0)
-    w.store.close()
-    return False, counts[short], counts[full]
 
 
 @pytest.mark.slow
@@ -111,22 +46,6 @@ def test_simulated_attacker_stays_within_the_bound(tmp_path: Path) -> None:
     sigma = (report.p_night * (1 - report.p_night) / nights) ** 0.5
     assert rate <= report.p_night + 4 * sigma
     assert rate >= report.p_night / 3  # the bound is not vacuous
-
-
-def vandalize(w: World) -> int:
-    """Type garbage at made-up numbers until both tiers refuse; return entries typed."""
-    typed = 0
-    for i in range(10_000):
-        refused = 0
-        for digits in (6, 8):
-            d = w.engine.check(f"{100 + i % 800:03d}" + "1" * digits, w.snap())
-            if (d.reason == "throttled" and d.wait_s > 600) or (digits == 8 and not d.counted):
-                refused += 1
-            else:
-                typed += 1
-        if refused == 2:
-            return typed
-    raise AssertionError("the keypad never stopped the vandal")
 
 
 def test_a_vandal_who_walks_away_keeps_an_8_digit_customer_out_at_most_5_minutes(

@@ -17,7 +17,7 @@ from protocol.keys import sign_document
 from protocol.otp import hotp, new_secret
 from protocol.staff import in_schedule, validate_staff
 from protocol.times import format_time
-from tests.kiosk.test_daemon import Rig
+from tests.support.door import Rig
 
 TZ = ZoneInfo("Asia/Shanghai")
 # Tuesday 2026-06-02 05:30 in Shanghai

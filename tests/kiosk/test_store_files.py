@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import MIGRATIONS, Store
-from tests.e2e.procs import env, write_config
+from tests.support.procs import env, write_config
 
 
 def mode(path: Path) -> int:

@@ -24,7 +24,7 @@ from kiosk.trail import (
     verify_trail,
 )
 from protocol.events import verify_chain
-from tests.kiosk.helpers import SITE, World
+from tests.support.world import SITE, World
 
 
 def published(w: World, n: int) -> dict[str, object]:

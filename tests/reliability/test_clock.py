@@ -14,7 +14,7 @@ from hardware.board import SimBoard
 from kiosk.clock import FakeClock
 from kiosk.daemon import FLOOR_SAVE_S, DoorDaemon
 from kiosk.i18n import render_text
-from tests.kiosk.test_daemon import Rig
+from tests.support.door import Rig
 
 T0 = 1_780_000_000.0
 

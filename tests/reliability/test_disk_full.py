@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk.audit import Audit
 from kiosk.clock import SystemClock, TrustedClock
 from kiosk.store import Store
-from tests.broker import Broker
-from tests.polling import dedup, wait_for
-from tests.reliability.flood import Flooder, junk_pool
-from tests.reliability.harness import (
+from tests.support.broker import Broker
+from tests.support.disk import fill, tmpfs
+from tests.support.flood import Flooder, junk_pool
+from tests.support.harness import (
     SITE,
     CodeBook,
     DoorProc,
@@ -36,8 +36,8 @@ from tests.reliability.harness import (
     outbox_size,
     write_config,
 )
-from tests.reliability.test_storage import fill, tmpfs
-from tests.sync import Watcher
+from tests.support.polling import dedup, wait_for
+from tests.support.sync import Watcher
 
 pytestmark = [
     pytest.mark.slow,

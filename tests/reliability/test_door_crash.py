@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import door_crash_campaign
+from tests.support.harness import door_crash_campaign
 
 pytestmark = pytest.mark.slow
 

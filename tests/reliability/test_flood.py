@@ -19,10 +19,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.audit import MAX_REJECTION_BYTES, flood_bound_bytes
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.reliability.flood import Flooder, junk_pool
-from tests.reliability.harness import (
+from tests.support.broker import Broker
+from tests.support.flood import Flooder, junk_pool
+from tests.support.harness import (
     SITE,
     CodeBook,
     DoorProc,
@@ -31,7 +30,8 @@ from tests.reliability.harness import (
     open_door,
     write_config,
 )
-from tests.sync import Watcher
+from tests.support.polling import wait_for
+from tests.support.sync import Watcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

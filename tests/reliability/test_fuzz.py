@@ -21,7 +21,7 @@ from kiosk import config as config_mod
 from kiosk.audit import verify_store
 from kiosk.errors import ConfigError
 from kiosk.inputs import ExitPressed, KeyPressed
-from tests.kiosk.test_daemon import Rig
+from tests.support.door import Rig
 
 # ----- keypad and door ------------------------------------------------------------
 

@@ -21,9 +21,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.events import verify_chain
-from tests.broker import Broker
-from tests.polling import dedup, wait_for
-from tests.reliability.harness import (
+from tests.support.broker import Broker
+from tests.support.harness import (
     SITE,
     CodeBook,
     DoorProc,
@@ -34,7 +33,8 @@ from tests.reliability.harness import (
     stored_bodies,
     write_config,
 )
-from tests.sync import Watcher
+from tests.support.polling import dedup, wait_for
+from tests.support.sync import Watcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -4,12 +4,9 @@ simulated board with an injected clock."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pyotp
@@ -19,44 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk.audit import verify_store
 from kiosk.daemon import STORE_RETRY_S
 from kiosk.inputs import ExitPressed
-from tests.kiosk.test_daemon import Rig
-from tests.polling import wait_for
-from tests.reliability.harness import DoorProc, import_orders, write_config
+from tests.support.disk import fill, tmpfs
+from tests.support.door import Rig
+from tests.support.harness import DoorProc, import_orders, write_config
+from tests.support.polling import wait_for
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a tmpfs needs root"
 )
-
-
-@contextmanager
-def tmpfs(path: Path, size: str = "512k") -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=False, capture_output=True)
-
-
-def fill(fs: Path) -> Path:
-    """Fill the filesystem to the last block with a junk file."""
-    junk = fs / "junk"
-    with open(junk, "wb") as f:
-        chunk = b"\0" * 4096
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        # Python may hold a partial chunk in its buffer; closing would retry it.
-        with suppress(OSError):
-            f.close()
-    return junk
 
 
 def code(rig: Rig, doc: dict[str, object]) -> str:

@@ -12,9 +12,9 @@ from kiosk.clock import FakeClock
 from kiosk.config import from_mapping
 from kiosk.store import Store
 from protocol.times import format_time as rfc3339
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.sync import (
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.sync import (
     HUB,
     T0,
     AgentThread,
@@ -222,7 +222,7 @@ def test_an_auditor_key_may_read_but_never_open_cancel_or_set_the_clock() -> Non
 
     from protocol.commands import CommandRefused, check_command
     from protocol.keys import Keyring
-    from tests.sync import SITE, pub
+    from tests.support.sync import SITE, pub
 
     auditor = Ed25519PrivateKey.generate()
     ring = Keyring(owner_keys=[], auditor_keys=[pub(auditor)])

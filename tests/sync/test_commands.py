@@ -12,9 +12,9 @@ from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
 from protocol.times import format_time as rfc3339
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.sync import (
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.sync import (
     HUB,
     OWNER,
     T0,
@@ -191,7 +191,7 @@ def test_logs_pages_and_sync(broker: Broker, tmp_path: Path) -> None:
 
 
 def test_owner_key_can_also_sign_orders(broker: Broker, tmp_path: Path) -> None:
-    from tests.sync import order
+    from tests.support.sync import order
 
     cfg = make_config(tmp_path, broker.url)
     store = Store(cfg.store.path)

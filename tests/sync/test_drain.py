@@ -14,9 +14,9 @@ from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
 from protocol.events import verify_chain
-from tests.broker import Broker
-from tests.polling import dedup, wait_for
-from tests.sync import (
+from tests.support.broker import Broker
+from tests.support.polling import dedup, wait_for
+from tests.support.sync import (
     SITE,
     T0,
     AgentThread,

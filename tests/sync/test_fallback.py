@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from kiosk.store import Store
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.sync import AgentThread, Watcher, as_bytes, make_config, order, topic
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.sync import AgentThread, Watcher, as_bytes, make_config, order, topic
 
 pytestmark = pytest.mark.broker
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from kiosk.config import from_mapping
 from kiosk.store import Store
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.sync import (
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.sync import (
     HUB,
     OWNER,
     STRANGER,

@@ -8,7 +8,7 @@ from kiosk.audit import Audit
 from kiosk.clock import FakeClock, TrustedClock
 from kiosk.store import Store
 from sync.outbox import Outbox
-from tests.sync import SITE, T0
+from tests.support.sync import SITE, T0
 
 
 class Wire:

@@ -18,9 +18,9 @@ from kiosk.audit import REJECT_BURST
 from kiosk.clock import FakeClock
 from kiosk.store import Store
 from sync.outbox import Outbox
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.sync import (
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.sync import (
     STRANGER,
     T0,
     AgentThread,

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kiosk.store import Store
-from tests.broker import Broker, free_port
-from tests.polling import wait_for
-from tests.sync import SITE, AgentThread, Watcher, as_bytes, make_config, order, topic
+from tests.support.broker import Broker, free_port
+from tests.support.polling import wait_for
+from tests.support.sync import SITE, AgentThread, Watcher, as_bytes, make_config, order, topic
 
 pytestmark = pytest.mark.broker
 

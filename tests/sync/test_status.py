@@ -12,9 +12,9 @@ import pytest
 from kiosk.clock import FakeClock
 from kiosk.store import Store
 from sync.agent import run
-from tests.broker import Broker
-from tests.polling import wait_for
-from tests.sync import T0, AgentThread, Watcher, make_config, topic
+from tests.support.broker import Broker
+from tests.support.polling import wait_for
+from tests.support.sync import T0, AgentThread, Watcher, make_config, topic
 
 
 @pytest.mark.broker

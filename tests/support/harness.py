@@ -35,10 +35,10 @@ from kiosk.audit import verify_store
 from kiosk.sample import order_doc
 from kiosk.store import Store
 from protocol.keys import sign_document
-from tests.e2e.procs import env
-from tests.e2e.procs import kiosk as e2e_kiosk
-from tests.e2e.procs import write_config as e2e_config
-from tests.polling import wait_for as wait_until
+from tests.support.polling import wait_for as wait_until
+from tests.support.procs import env
+from tests.support.procs import kiosk as e2e_kiosk
+from tests.support.procs import write_config as e2e_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "rel-site"

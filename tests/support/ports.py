@@ -15,7 +15,7 @@ import pyotp
 from hardware.board import SimBoard
 from kiosk.daemon import DoorDaemon
 from kiosk.screens import Screen
-from tests.kiosk.helpers import World
+from tests.support.world import World
 
 
 class PortsRig:
