@@ -10,17 +10,25 @@ password, notification URLs, which carry bot tokens) are never echoed.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import os
 import re
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar
 
 from hub.errors import ConfigError
+from protocol.settings import (
+    SettingsProblem,
+    build_section,
+    choice,
+    described,
+    did_you_mean,
+    in_range,
+    meta,
+    parse_toml,
+    resolve,
+)
 from protocol.topics import valid_site
 
 DEFAULT_PATH = Path("/etc/pickup-hub/hub.toml")
@@ -29,25 +37,9 @@ _LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})\Z")
 _MQTT_URL_RE = re.compile(r"^mqtts?://[^/:\s@]+(:\d{1,5})?/?\Z")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z")
 
-Check = Callable[[Any], str | None]
-
-
-def _meta(help: str, check: Check | None = None, secret: bool = False) -> dict[str, Any]:
-    return {"help": help, "check": check, "secret": secret}
-
-
-def _range(lo: float, hi: float) -> Check:
-    def check(v: Any) -> str | None:
-        return None if lo <= v <= hi else f"a number from {lo:g} to {hi:g}"
-
-    return check
-
-
-def _choice(*options: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v in options else "one of " + ", ".join(repr(o) for o in options)
-
-    return check
+_meta = meta
+_range = in_range
+_choice = choice
 
 
 def _listen(v: Any) -> str | None:
@@ -280,60 +272,11 @@ _ALL = [*_TABLES, "site"]
 T = TypeVar("T")
 
 
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-def _coerce(src: str, key: str, tp: Any, value: Any, secret: bool) -> Any:
-    shown = "(hidden)" if secret else repr(value)
-
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{src}: {key} = {shown} is not valid: expected {expected}")
-
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("a whole number")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad("a string in quotes")
-        return value
-    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
-        raise bad('a list of strings like ["a", "b"]')
-    return tuple(value)
-
-
 def _section(src: str, name: str, cls: type[T], table: Any) -> T:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{src}: [{name}] must be a table, not {type(table).__name__}")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(
-                f"{src}: unknown key {name}.{key}{_did_you_mean(key, list(fields))}; "
-                f"[{name}] takes: {', '.join(fields)}"
-            )
-        full = f"{name}.{key}"
-        secret = bool(fields[key].metadata.get("secret"))
-        coerced = _coerce(src, full, hints[key], value, secret)
-        check = fields[key].metadata.get("check")
-        problem = check(coerced) if check else None
-        if problem:
-            shown = "(hidden)" if secret else repr(value)
-            raise ConfigError(f"{src}: {full} = {shown} is not valid: expected {problem}")
-        kwargs[key] = coerced
-    return cls(**kwargs)
+    try:
+        return build_section(src, name, cls, table)
+    except SettingsProblem as err:
+        raise ConfigError(str(err)) from None
 
 
 def from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -346,7 +289,7 @@ def from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
             kwargs[name] = _section(source, name, _TABLES[name], table)
         else:
             raise ConfigError(
-                f"{source}: unknown section [{name}]{_did_you_mean(name, _ALL)}; "
+                f"{source}: unknown section [{name}]{did_you_mean(name, _ALL)}; "
                 f"sections are: {', '.join(_ALL)} (sites are [[site]] tables)"
             )
     return Config(source=source, **kwargs)
@@ -371,10 +314,7 @@ def _sites(src: str, value: Any) -> tuple[SiteSection, ...]:
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else DEFAULT_PATH
+    return resolve(explicit, os.environ.get(ENV_VAR), DEFAULT_PATH)
 
 
 def load(explicit: str | os.PathLike[str] | None = None) -> Config:
@@ -393,28 +333,16 @@ def load(explicit: str | os.PathLike[str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+        data = parse_toml(path, raw)
+    except SettingsProblem as err:
+        raise ConfigError(str(err)) from None
     return from_mapping(data, str(path))
 
 
 def describe(cfg: Config) -> dict[str, Any]:
     """The effective configuration as plain data, secrets masked."""
 
-    def table(section: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if f.metadata.get("secret") and value:
-                value = ["********"] * len(value) if isinstance(value, tuple) else "********"
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
+    table = described
     result: dict[str, Any] = {"source": cfg.source}
     for name in _TABLES:
         result[name] = table(getattr(cfg, name))

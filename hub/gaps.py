@@ -30,28 +30,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hub.chain import ChainState
 from hub.config import GapsSection
 from protocol import topics
+from protocol.backoff import Backoff
 from protocol.canonical import dumps
 from protocol.commands import build_command, new_cmd_id
 
 log = logging.getLogger(__name__)
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter: uniform(0, min(cap, base*2^n))."""
-
-    def __init__(self, rng: random.Random, *, base: float = 1.0, cap: float = 60.0) -> None:
-        self.rng = rng
-        self.base = base
-        self.cap = cap
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempts, 30)))
-        self.attempts += 1
-        return self.rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 @dataclass

@@ -48,7 +48,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hub.config import MqttSection
 from hub.errors import ArchiveError
-from hub.gaps import Backoff
+from protocol.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -10,17 +10,28 @@ default (see ``kiosk/example.toml``); an unknown key or a bad value raises
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any
 
 from kiosk.errors import ConfigError
 from protocol.keys import Keyring, parse_public_key
+from protocol.settings import (
+    SettingsProblem,
+    build_section,
+    choice,
+    described,
+    did_you_mean,
+    help_texts,
+    in_range,
+    meta,
+    parse_toml,
+    resolve,
+)
 
 DEFAULT_PATH = Path("/etc/pickup-kiosk/kiosk.toml")
 SERVICE_USER = "pickup-kiosk"
@@ -30,26 +41,10 @@ SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 HHMM_RE = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
 
 
-def _meta(
-    help: str,
-    check: Callable[[Any], str | None] | None = None,
-    secret: bool = False,
-) -> dict[str, Any]:
-    return {"help": help, "check": check, "secret": secret}
-
-
-def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        return None if lo <= v <= hi else f"a number from {lo:g} to {hi:g}"
-
-    return check
-
-
-def _choice(*options: str) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        return None if v in options else "one of " + ", ".join(repr(o) for o in options)
-
-    return check
+_meta = meta
+_range = in_range
+_choice = choice
+_did_you_mean = did_you_mean
 
 
 def _site_slug(v: Any) -> str | None:
@@ -423,97 +418,6 @@ _SECTIONS: dict[str, type[Any]] = {
 #: Sections of free keys, parsed by their own function.
 _FREE_SECTIONS = ("slots",)
 
-T = TypeVar("T")
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-def _type_name(tp: Any) -> str:
-    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}.get(
-        tp, "a list of values"
-    )
-
-
-def _coerce(src: str, key: str, tp: Any, value: Any, *, secret: bool = False) -> Any:
-    shown = "(hidden)" if secret else repr(value)
-
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{src}: {key} = {shown} is not valid: expected {expected}")
-
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("a whole number")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad("a string in quotes")
-        return value
-    # tuple[str, ...] or tuple[int, ...]
-    inner = tp.__args__[0]
-    if not isinstance(value, list):
-        example = "[1, 2]" if inner is int else '["a", "b"]'
-        raise bad(f"a list like {example}")
-    items = []
-    for item in value:
-        if inner is int and (isinstance(item, bool) or not isinstance(item, int)):
-            raise bad("a list of whole numbers")
-        if inner is str and not isinstance(item, str):
-            raise bad("a list of strings in quotes")
-        items.append(item)
-    return tuple(items)
-
-
-def _build_section(
-    src: str, name: str, cls: type[T], table: Any, problems: list[str] | None = None
-) -> T:
-    """One section; with ``problems`` given, bad keys are noted there and left at
-    their defaults instead of raising (the doctor reports them all at once)."""
-
-    def bad(message: str) -> None:
-        if problems is None:
-            raise ConfigError(message)
-        problems.append(message)
-
-    if not isinstance(table, dict):
-        bad(f"{src}: [{name}] must be a table, not {type(table).__name__}")
-        return cls()
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in fields:
-            bad(
-                f"{src}: unknown key {name}.{key}{_did_you_mean(key, list(fields))}; "
-                f"[{name}] takes: {', '.join(fields)}"
-            )
-            continue
-        full = f"{name}.{key}"
-        secret = bool(fields[key].metadata.get("secret"))
-        try:
-            coerced = _coerce(src, full, hints[key], value, secret=secret)
-        except ConfigError as err:
-            bad(str(err))
-            continue
-        check = fields[key].metadata.get("check")
-        problem = check(coerced) if check else None
-        if problem:
-            shown = "(hidden)" if secret else repr(value)
-            bad(f"{src}: {full} = {shown} is not valid: expected {problem}")
-            continue
-        kwargs[key] = coerced
-    return cls(**kwargs)
-
 
 def from_mapping(
     data: Mapping[str, Any], source: str = "<config>", problems: list[str] | None = None
@@ -539,7 +443,10 @@ def from_mapping(
                 raise ConfigError(message)
             problems.append(message)
             continue
-        kwargs[name] = _build_section(source, name, _SECTIONS[name], table, problems)
+        try:
+            kwargs[name] = build_section(source, name, _SECTIONS[name], table, problems)
+        except SettingsProblem as err:
+            raise ConfigError(str(err)) from None
     cfg = Config(source=source, **kwargs)
     whole = _whole_problems(cfg)
     if whole and problems is None:
@@ -676,12 +583,7 @@ def _whole_problems(cfg: Config) -> list[str]:
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    return DEFAULT_PATH
+    return resolve(explicit, os.environ.get(ENV_VAR), DEFAULT_PATH)
 
 
 def read(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, dict[str, Any]]:
@@ -706,14 +608,9 @@ def read(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, dict[str
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
-    return path, data
+        return path, parse_toml(path, raw)
+    except SettingsProblem as err:
+        raise ConfigError(str(err)) from None
 
 
 def load(explicit: str | os.PathLike[str] | None = None) -> Config:
@@ -743,15 +640,8 @@ def describe(cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = {"source": cfg.source}
     for name in _SECTIONS:
         section = getattr(cfg, name)
-        if section is None:
-            continue
-        table: dict[str, Any] = {}
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if f.metadata.get("secret") and value:
-                value = "********"
-            table[f.name] = list(value) if isinstance(value, tuple) else value
-        out[name] = table
+        if section is not None:
+            out[name] = described(section)
     if cfg.slots:
         out["slots"] = {name: list(leds) for name, leds in cfg.slots}
     return out
@@ -759,10 +649,7 @@ def describe(cfg: Config) -> dict[str, Any]:
 
 def section_help() -> dict[str, dict[str, str]]:
     """Key help texts, for docs and ``kiosk config keys``."""
-    return {
-        name: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-        for name, cls in _SECTIONS.items()
-    }
+    return help_texts(_SECTIONS)
 
 
 def relay_fallback(explicit: str | os.PathLike[str] | None = None) -> HardwareConfig:

@@ -11,8 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.keys import sign_document
-from protocol.otp import backup_code as protocol_backup_code
-from protocol.otp import new_secret, pickup_code, seconds_left
+from protocol.otp import document_backup_code, document_code, new_secret
 from protocol.times import format_time as rfc3339
 
 DEMO = (
@@ -83,14 +82,5 @@ def demo_orders(site: str, key: Ed25519PrivateKey, now: float) -> list[dict[str,
     return docs
 
 
-def current_code(doc: dict[str, Any], now: float) -> tuple[str, int]:
-    """The customer's pickup code at ``now`` and the seconds it stays valid."""
-    otp = doc["otp"]
-    period = int(otp.get("period", 30))
-    code = pickup_code(doc["pickup_no"], otp["secret"], now, int(otp.get("digits", 6)), period)
-    return code, seconds_left(now, period)
-
-
-def backup_code(doc: dict[str, Any]) -> str:
-    otp = doc["otp"]
-    return protocol_backup_code(doc["pickup_no"], otp["secret"], int(otp.get("digits", 6)))
+current_code = document_code
+backup_code = document_backup_code

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import secrets
 import struct
+from collections.abc import Mapping
+from typing import Any
 
 import pyotp
 
@@ -70,3 +72,17 @@ def otpauth_uri(secret: str, *, label: str, issuer: str, digits: int = 6, period
         name=label, issuer_name=issuer
     )
     return str(uri)
+
+
+def document_code(doc: Mapping[str, Any], t: float) -> tuple[str, int]:
+    """An order document's pickup code at ``t`` and the seconds it stays valid."""
+    otp = doc["otp"]
+    period = int(otp.get("period", 30))
+    code = pickup_code(str(doc["pickup_no"]), otp["secret"], t, int(otp.get("digits", 6)), period)
+    return code, seconds_left(t, period)
+
+
+def document_backup_code(doc: Mapping[str, Any]) -> str:
+    """An order document's backup code (HOTP counter 0)."""
+    otp = doc["otp"]
+    return backup_code(str(doc["pickup_no"]), otp["secret"], int(otp.get("digits", 6)))

@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk.clock import Clock
+from protocol.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +113,6 @@ class Subscribed:
 
 
 Event = Message | Connected | Disconnected | Published | Subscribed
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter: uniform(0, min(cap, base*2^n))."""
-
-    def __init__(self, rng: random.Random, *, base: float = 1.0, cap: float = 60.0) -> None:
-        self.rng = rng
-        self.base = base
-        self.cap = cap
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempts, 30)))
-        self.attempts += 1
-        return self.rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 class Connection:

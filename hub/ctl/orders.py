@@ -24,8 +24,7 @@ from protocol import topics
 from protocol.errors import ValidationError
 from protocol.keys import sign_document
 from protocol.orders import STATUSES, validate_order
-from protocol.otp import backup_code as otp_backup_code
-from protocol.otp import new_secret, pickup_code, seconds_left
+from protocol.otp import document_backup_code, document_code, new_secret
 from protocol.otp import otpauth_uri as otp_uri
 from protocol.times import format_time as rfc3339
 from protocol.topics import ID_RE
@@ -81,17 +80,8 @@ def check_order(doc: dict[str, Any], site: str, width: int) -> None:
         raise CtlError(f"invalid order: {err}") from None
 
 
-def current_code(doc: dict[str, Any], now: float) -> tuple[str, int]:
-    """(pickup_no + TOTP at ``now``, seconds left in its step)."""
-    otp = doc["otp"]
-    period = int(otp.get("period", 30))
-    code = pickup_code(doc["pickup_no"], otp["secret"], now, int(otp.get("digits", 6)), period)
-    return code, seconds_left(now, period)
-
-
-def backup_code(doc: dict[str, Any]) -> str:
-    otp = doc["otp"]
-    return otp_backup_code(doc["pickup_no"], otp["secret"], int(otp.get("digits", 6)))
+current_code = document_code
+backup_code = document_backup_code
 
 
 def otpauth_uri(doc: dict[str, Any]) -> str:

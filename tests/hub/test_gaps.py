@@ -8,7 +8,8 @@ import random
 
 from hub.chain import ChainState
 from hub.config import GapsSection
-from hub.gaps import Backoff, GapFiller
+from hub.gaps import GapFiller
+from protocol.backoff import Backoff
 from protocol.commands import check_command
 from protocol.events import Tail
 from protocol.keys import Keyring, Role, generate_private_key, public_key_text

@@ -8,10 +8,11 @@ import random
 import pytest
 
 from kiosk.errors import ValidationError
+from protocol.backoff import Backoff
 from protocol.canonical import MAX_PAYLOAD, decode_json_object
 from protocol.commands import CommandRefused, check_args, check_command, check_times
 from protocol.keys import Keyring
-from sync.connection import Backoff, Settings
+from sync.connection import Settings
 from tests.support.sync import HUB, OWNER, SITE, T0, as_bytes, command, pub
 
 KEYRING = Keyring([pub(HUB)], [pub(OWNER)])
