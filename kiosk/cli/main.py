@@ -238,7 +238,12 @@ def cmd_orders_code(cfg: Config, args: argparse.Namespace) -> int:
         "otp": {"secret": order.otp_secret, "digits": order.otp_digits, "period": order.otp_period},
     }
     code, left = current_code(doc, now)
-    print(f"{code}#  (valid {left} s more)")
+    no = order.pickup_no
+    if order.otp_digits > 6:
+        short = no + code[len(no) :][-6:]
+        print(f"{short}#  (or all {order.otp_digits}: {code}#; valid {left} s more)")
+    else:
+        print(f"{code}#  (valid {left} s more)")
     if order.backup_code:
         print(f"backup code: {backup_code(doc)}#")
     return EXIT_OK

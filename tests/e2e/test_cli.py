@@ -153,3 +153,25 @@ def test_screenshots_renders_every_screen_in_both_languages(
         assert f"{lang}-800x480-idle.png" in names
         assert f"{lang}-800x480-refused-not_paid.png" in names
     assert all((tmp_path / "shots" / n).stat().st_size > 1000 for n in names)
+
+
+def test_orders_code_prints_the_short_and_the_full_code(tmp_path: Path) -> None:
+    import re
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol.otp import hotp
+
+    hub = Ed25519PrivateKey.generate()
+    cfg = write_config(tmp_path, hub)
+    doc = signed_orders(hub, 1, digits=8)[0]
+    (tmp_path / "o.json").write_text(json.dumps(doc))
+    assert kiosk("orders", "import", str(tmp_path / "o.json"), config=cfg).returncode == 0
+    out = kiosk("orders", "code", doc["order_id"], config=cfg)
+    assert out.returncode == 0, out.stderr
+    m = re.match(r"(\d{9})#  \(or all 8: (\d{11})#; valid \d+ s more\)", out.stdout)
+    assert m, out.stdout
+    step = int(time.time() // 30)
+    fulls = {doc["pickup_no"] + hotp(doc["otp"]["secret"], s, 8) for s in (step - 1, step)}
+    assert m.group(2) in fulls and m.group(1) == m.group(2)[:3] + m.group(2)[-6:]
