@@ -22,6 +22,7 @@ from hub.web.session import (
     pre_token,
     read_form,
     require,
+    safe_next,
     set_pre_cookie,
     set_session_cookie,
 )
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 def _login_page(
     request: Request, *, error: str = "", name: str = "", status: int = 200
 ) -> Response:
-    from hub.web.console_routes import safe_next
-
     token, fresh = pre_token(request)
     response = page(
         request,
@@ -59,8 +58,6 @@ async def login_form(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    from hub.web.console_routes import safe_next
-
     c = ctx(request)
     con = console(request)
     t = words(request)

@@ -28,21 +28,7 @@ from hub.web import (
     console_unlock,
     i18n,
 )
-from hub.web.session import console, require
-
-
-def safe_next(target: str | None, default: str = "/console/") -> str:
-    """A local path to go back to (never another site: no ``//``, no scheme)."""
-    if (
-        not target
-        or not target.startswith("/")
-        or target.startswith("//")
-        or "\\" in target
-        or len(target) > 512
-        or any(ord(ch) < 32 for ch in target)
-    ):
-        return default
-    return target
+from hub.web.session import console, require, safe_next
 
 
 async def root(_request: Request) -> Response:

@@ -40,6 +40,20 @@ MAX_FORM_BYTES = 64 * 1024
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
 
+def safe_next(target: str | None, default: str = "/console/") -> str:
+    """A local path to go back to (never another site: no ``//``, no scheme)."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or len(target) > 512
+        or any(ord(ch) < 32 for ch in target)
+    ):
+        return default
+    return target
+
+
 def console(request: Request) -> Console:
     c = ctx(request).console
     assert c is not None
