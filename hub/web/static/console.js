@@ -18,6 +18,7 @@
   var liveUrl = body.getAttribute("data-live");
   if (liveUrl && window.EventSource) {
     var source = new EventSource(liveUrl);
+    window.pickupLive = source; // its readyState tells the tests (and a curious owner) it is live
     source.addEventListener("change", function (e) {
       if (!window.htmx) return;
       String(e.data).split(" ").forEach(function (name) {
