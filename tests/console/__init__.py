@@ -34,6 +34,7 @@ class Env:
 
     def login(self, name: str, password: str = PASSWORD, client: TestClient | None = None) -> Any:
         c = client or self.client
+        c.cookies.clear()  # a fresh login, as on another phone
         page = c.get("/console/login")
         token = csrf_of(page.text)
         return c.post(
