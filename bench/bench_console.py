@@ -158,7 +158,17 @@ def main() -> int:
         cfg_path.write_text(text)
         cfg = hub_config.load(cfg_path)
         out = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "adduser", "amy", "--role", "owner", "--config", str(cfg_path)],
+            [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "adduser",
+                "amy",
+                "--role",
+                "owner",
+                "--config",
+                str(cfg_path),
+            ],
             input="bench password\n",
             capture_output=True,
             text=True,
@@ -197,8 +207,10 @@ def main() -> int:
             "health (API, no page)": "/api/v1/health",
             "sites": "/console/",
             "tonight": f"/console/sites/{SITE}/tonight",
-            "tonight, one order": f"/console/sites/{SITE}/tonight?order=B-00042&from=2020-01-01&to={today}",
-            "tonight, a month of alarms": f"/console/sites/{SITE}/tonight?type=alarms&from={month_ago}&to={today}",
+            "tonight, one order": f"/console/sites/{SITE}/tonight?order=B-00042"
+            f"&from=2020-01-01&to={today}",
+            "tonight, a month of alarms": f"/console/sites/{SITE}/tonight?type=alarms"
+            f"&from={month_ago}&to={today}",
             "raw event": f"/console/sites/{SITE}/events/{seq}",
             "orders": f"/console/orders?site={SITE}&status=all",
             "alerts": "/console/alerts",
@@ -215,8 +227,14 @@ def main() -> int:
                 r = c.get(path)
                 times.append(time.perf_counter() - t0)
             ms = [t * 1000 for t in times]
-            results[name] = {"p50_ms": round(pct(ms, 50), 1), "p95_ms": round(pct(ms, 95), 1), "bytes": len(r.content)}
-            print(f"{name:<28} p50 {pct(ms, 50):6.1f} ms   p95 {pct(ms, 95):6.1f} ms   {len(r.content):>7} bytes", flush=True)
+            results[name] = {
+                "p50_ms": round(pct(ms, 50), 1),
+                "p95_ms": round(pct(ms, 95), 1),
+                "bytes": len(r.content),
+            }
+            size = len(r.content)
+            p50, p95 = pct(ms, 50), pct(ms, 95)
+            print(f"{name:<28} p50 {p50:6.1f} ms   p95 {p95:6.1f} ms   {size:>7} bytes", flush=True)
         peak = vm_hwm(hub.pid)
         print(f"hub peak resident memory (VmHWM): {peak:.0f} MB")
         print(json.dumps({"events": args.events, "pages": results, "vm_hwm_mb": round(peak)}))
