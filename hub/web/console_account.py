@@ -87,6 +87,13 @@ async def login(request: Request) -> Response:
         log.info("console login failed for %r from %s", key, where)
         return _login_page(request, error=t("login.wrong"), name=key, status=401)
     con.limiter.succeeded(key)
+    limits = c.cfg.console
+    await c.runner.call(
+        con.accounts.prune_sessions,
+        now,
+        max_age_s=limits.session_days * 86400,
+        idle_s=limits.idle_days * 86400,
+    )
     sid, _session = await c.runner.call(con.accounts.start_session, name, where, now)
     await c.runner.call(con.accounts.audit, name, "login", now, address=where)
     response = RedirectResponse(safe_next(str(form.get("next") or "")), status_code=303)

@@ -78,7 +78,7 @@ async def unlock_page(
             "has_key": bool(keys),
             "hub_signs": c.cfg.console.hub_signs,
         },
-        status=422 if errors else (409 if errors is not None else 200),
+        status=422 if errors else 200,
     )
 
 
@@ -119,10 +119,8 @@ async def prepare(request: Request) -> Response:
             session.account.name,
             c.clock(),
         )
-    except RequestError as err:
-        if err.status == 409:
-            return await unlock_page(request, errors={"reason": err.error}, reason=reason)
-        return await unlock_page(request, errors={err.field or "reason": err.error}, reason=reason)
+    except RequestError as err:  # the message goes next to the reason, pending or not
+        return await unlock_page(request, errors={"reason": err.error}, reason=reason)
     await c.runner.call(
         con.accounts.audit,
         session.account.name,
