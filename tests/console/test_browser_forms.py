@@ -83,3 +83,45 @@ def test_forged_and_stale_posts_and_the_import_preview(tmp_path: Path) -> None:
             b.close()
     finally:
         stack.close()
+
+
+def test_the_hub_key_fallback_opens_the_real_door(tmp_path: Path) -> None:
+    """Option (a), for phones without Ed25519: the hub signs with an owner key the
+    owner put in hub.toml; a plain form (no JavaScript) opens the real door."""
+    from protocol.keys import generate_private_key, private_key_pem, public_key_text
+
+    key = generate_private_key()
+    (tmp_path / "owner.key").write_bytes(private_key_pem(key))
+    stack = Stack(tmp_path).start_hub(
+        extra=f'[console]\nhub_holds_owner_key = true\nowner_key = "{tmp_path / "owner.key"}"\n'
+    )
+    stack.owner_keys = f'owner_keys = ["{public_key_text(key.public_key())}"]'
+    try:
+        stack.start_sync()
+        stack.start_door()
+        with sync_playwright() as p:
+            b = browser(p)
+            ctx = b.new_context(viewport=PHONE, locale="en-US", java_script_enabled=False)
+            page = ctx.new_page()
+            login(page, stack.base, "amy")
+            page.wait_for_selector("#site-shop-e2e[data-online=yes]", timeout=20_000)
+            page.goto(f"{stack.base}/console/sites/shop-e2e/unlock")
+            page.fill("textarea[name=reason]", "courier at the door")
+            page.click("#unlock-continue")
+            page.click("#hub-send button")
+            for _ in range(40):  # no JavaScript: the owner reloads by hand
+                if page.query_selector("#cmd-state[data-state=done]"):
+                    break
+                page.wait_for_timeout(500)
+                page.reload()
+            assert page.get_attribute("#cmd-state", "data-state") == "done"
+            b.close()
+        unlocked = [
+            e
+            for e in stack.kiosk_events()
+            if e["type"] == "door_unlocked" and e["detail"].get("by") == "command"
+        ]
+        assert unlocked[-1]["detail"]["account"] == "amy"
+        assert unlocked[-1]["detail"]["reason"] == "courier at the door"
+    finally:
+        stack.close()
