@@ -193,6 +193,11 @@ class Database:
             )
         for number in range(version + 1, len(MIGRATIONS) + 1):
             self.conn.execute("BEGIN IMMEDIATE")
+            # Another process (serve starting while `token add` runs) may have
+            # taken this step while we waited for the write lock.
+            if int(self.conn.execute("PRAGMA user_version").fetchone()[0]) >= number:
+                self.conn.execute("COMMIT")
+                continue
             try:
                 for statement in MIGRATIONS[number - 1].split(";"):
                     if statement.strip():
