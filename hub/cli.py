@@ -86,9 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = cfg_sub.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
     c.add_parser("check", parents=[common], help="exit 0 for a valid file")
     c.add_parser("show", parents=[common], help="the effective configuration, secrets masked")
-    s = sub.add_parser("adduser", parents=[common], help="console accounts (with the console)")
+    s = sub.add_parser(
+        "adduser",
+        parents=[common],
+        help="a console account (the password from stdin when it is not a terminal)",
+    )
     s.add_argument("name")
     s.add_argument("--role", choices=("owner", "staff"), required=True)
+    s.add_argument(
+        "--replace", action="store_true", help="set a new password and role; ends its sessions"
+    )
     return p
 
 
@@ -280,6 +287,36 @@ def cmd_backup(cfg: hub_config.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password() -> str:
+    """From the terminal (asked twice), else the first line of standard input."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise RequestError("the two passwords differ", "password", 422)
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_adduser(cfg: hub_config.Config, args: argparse.Namespace) -> int:
+    from hub.console.accounts import Accounts, check_name, check_new_password, hash_password
+    from hub.db import Database
+
+    check_name(args.name)
+    password = _read_password()
+    check_new_password(password)
+    db = Database(cfg.hub.archive)
+    try:
+        Accounts(db).add(
+            args.name, args.role, hash_password(password), time.time(), replace=args.replace
+        )
+    finally:
+        db.close()
+    print(f"{'replaced' if args.replace else 'added'} console account {args.name} ({args.role})")
+    return 0
+
+
 def cmd_serve(cfg: hub_config.Config, _args: argparse.Namespace) -> int:
     from hub.service import serve
 
@@ -290,13 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = getattr(args, "config", None)
     try:
-        if args.command == "adduser":
-            print(
-                "pickup-hub: console accounts come with the owner's console (issue 15); "
-                "this hub has the JSON API only (see `pickup-hub token add`)",
-                file=sys.stderr,
-            )
-            return EXIT_FAIL
         cfg = hub_config.load(path)
         logging.basicConfig(
             # the service logs at the configured level; one-shot commands only warn
@@ -320,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "orders": cmd_orders,
             "doctor": cmd_doctor,
             "backup": cmd_backup,
+            "adduser": cmd_adduser,
         }
         return handlers[args.command](cfg, args)
     except ConfigError as err:

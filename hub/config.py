@@ -74,6 +74,16 @@ def _urls(v: Any) -> str | None:
     return None
 
 
+def _timezone(v: Any) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return 'an IANA time zone like "Asia/Shanghai"'
+    return None
+
+
 def _client_id(v: Any) -> str | None:
     ok = re.match(r"^[A-Za-z0-9_.-]{1,64}\Z", v)
     return None if ok else "1 to 64 of A-Z, a-z, 0-9, '_', '.', '-'"
@@ -146,6 +156,10 @@ class SiteSection:
     )
     order_expiry_days: float = field(
         default=7, metadata=_meta("an order's expires_at, from creation", _range(0.01, 365))
+    )
+    timezone: str = field(
+        default="Asia/Shanghai",
+        metadata=_meta("the kiosk's site.timezone: times on the console", _timezone),
     )
     code_digits: int = field(
         default=8,
@@ -235,6 +249,47 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class ConsoleSection:
+    session_days: float = field(
+        default=30,
+        metadata=_meta("a console login lasts at most this long", _range(0.01, 365)),
+    )
+    idle_days: float = field(
+        default=7,
+        metadata=_meta("a console session unused this long ends", _range(0.01, 365)),
+    )
+    secret_file: str = field(
+        default="",
+        metadata=_meta(
+            "the key that signs session cookies, made once, 0600 (empty: console.secret "
+            "beside the archive)"
+        ),
+    )
+    trust_forwarded_for: bool = field(
+        default=False,
+        metadata=_meta(
+            "behind a reverse proxy on this host: take the client address from "
+            "X-Forwarded-For (login limits per address)"
+        ),
+    )
+    hub_holds_owner_key: bool = field(
+        default=False,
+        metadata=_meta(
+            "RISK: let the hub sign remote unlocks with owner_key (for phones without "
+            "Ed25519 in the browser); a stolen hub can then open every door"
+        ),
+    )
+    owner_key: str = field(
+        default="",
+        metadata=_meta("PEM Ed25519 owner key the hub signs unlocks with (see above)"),
+    )
+
+    @property
+    def hub_signs(self) -> bool:
+        return self.hub_holds_owner_key and bool(self.owner_key)
+
+
+@dataclass(frozen=True)
 class Config:
     hub: HubSection = field(default_factory=HubSection)
     keys: KeysSection = field(default_factory=KeysSection)
@@ -245,6 +300,7 @@ class Config:
     limits: LimitsSection = field(default_factory=LimitsSection)
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
     api: ApiSection = field(default_factory=ApiSection)
+    console: ConsoleSection = field(default_factory=ConsoleSection)
     source: str = "<defaults>"
 
     def site(self, site_id: str) -> SiteSection | None:
@@ -267,6 +323,7 @@ _TABLES: dict[str, type[Any]] = {
     "limits": LimitsSection,
     "homeassistant": HomeAssistantSection,
     "api": ApiSection,
+    "console": ConsoleSection,
 }
 _ALL = [*_TABLES, "site"]
 T = TypeVar("T")
@@ -292,7 +349,14 @@ def from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
                 f"{source}: unknown section [{name}]{did_you_mean(name, _ALL)}; "
                 f"sections are: {', '.join(_ALL)} (sites are [[site]] tables)"
             )
-    return Config(source=source, **kwargs)
+    cfg = Config(source=source, **kwargs)
+    c = cfg.console
+    if c.hub_holds_owner_key != bool(c.owner_key):
+        raise ConfigError(
+            f"{source}: console.hub_holds_owner_key and console.owner_key go together: set both "
+            "to let the hub sign unlocks (a risk, docs/hub.md), or neither"
+        )
+    return cfg
 
 
 def _sites(src: str, value: Any) -> tuple[SiteSection, ...]:

@@ -99,6 +99,46 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (site, kind)
     );
     """,
+    # 2: the owner's console: accounts, sessions, its audit log, browser keys,
+    # remote commands, the kiosks' online history; indexes its pages need
+    """
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY, role TEXT NOT NULL, pw_hash TEXT NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL,
+        changed_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        sid_hash TEXT PRIMARY KEY, account TEXT NOT NULL, generation INTEGER NOT NULL,
+        csrf TEXT NOT NULL, created_at REAL NOT NULL, seen_at REAL NOT NULL,
+        address TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX sessions_account ON sessions(account);
+    CREATE TABLE console_audit (
+        id INTEGER PRIMARY KEY, at REAL NOT NULL, account TEXT NOT NULL,
+        action TEXT NOT NULL, site TEXT, target TEXT, detail TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE browser_keys (
+        key_id TEXT PRIMARY KEY, account TEXT NOT NULL, public_key TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL
+    );
+    CREATE INDEX browser_keys_account ON browser_keys(account);
+    CREATE TABLE console_commands (
+        cmd_id TEXT PRIMARY KEY, site TEXT NOT NULL, cmd TEXT NOT NULL,
+        account TEXT NOT NULL, doc TEXT NOT NULL, state TEXT NOT NULL,
+        signer TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+        expires_at REAL NOT NULL, sent_at REAL, finished_at REAL,
+        result TEXT, refusal TEXT, target TEXT
+    );
+    CREATE INDEX console_commands_site ON console_commands(site, created_at);
+    CREATE TABLE presence (
+        id INTEGER PRIMARY KEY, site TEXT NOT NULL, at REAL NOT NULL, online INTEGER NOT NULL
+    );
+    CREATE INDEX presence_site ON presence(site, at);
+    CREATE INDEX events_ts ON events(site, ts, seq);
+    CREATE INDEX events_order ON events(site, order_id) WHERE order_id IS NOT NULL;
+    CREATE INDEX orders_updated ON orders(site, updated_at);
+    """,
 )
 
 
@@ -153,6 +193,11 @@ class Database:
             )
         for number in range(version + 1, len(MIGRATIONS) + 1):
             self.conn.execute("BEGIN IMMEDIATE")
+            # Another process (serve starting while `token add` runs) may have
+            # taken this step while we waited for the write lock.
+            if int(self.conn.execute("PRAGMA user_version").fetchone()[0]) >= number:
+                self.conn.execute("COMMIT")
+                continue
             try:
                 for statement in MIGRATIONS[number - 1].split(";"):
                     if statement.strip():

@@ -5,11 +5,12 @@ writes ``DIR/hub.toml`` (archive ``DIR/hub.db``, keys ``DIR/hub.key`` and
 ``DIR/auditor.key``), prints the ``[trust]`` lines the demo kiosk needs,
 starts ``pickup-hub serve``, creates the sample orders through the hub's
 own API (so they are numbered, signed and published like any other) and
-prints where the API listens, the demo token and each order's customer
-link. It runs until interrupted, then stops the hub.
+prints the console's address and a demo login (an owner account
+``demo``), where the API listens with the demo token, and each order's
+customer link. It runs until interrupted, then stops the hub.
 
 From Python (what ``scripts/run`` can call): :func:`prepare`, then
-:func:`start`, then :func:`create_samples`.
+:func:`start`, then :func:`create_samples`, then print :func:`announce`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import config as hub_config
+from hub.console.accounts import Accounts, hash_password
 from hub.db import Database
 from hub.keys import keygen, load_keys
 from hub.tokens import Tokens
@@ -67,12 +69,18 @@ SAMPLES: tuple[dict[str, Any], ...] = (
 )
 
 
+DEMO_ACCOUNT = "demo"
+DEMO_PASSWORD = "pickup-demo"  # noqa: S105 - the demo on a laptop's loopback only
+
+
 @dataclass(frozen=True)
 class Demo:
     config: Path
     trust: str  # the kiosk's [trust] lines
     token: str
     api: str  # http://host:port/api/v1
+    console: str = ""  # http://host:port/console/
+    login: tuple[str, str] = (DEMO_ACCOUNT, DEMO_PASSWORD)
 
 
 def prepare(directory: Path, site: str, broker: str, listen: str = "127.0.0.1:8080") -> Demo:
@@ -114,8 +122,15 @@ grace_s = 2
     tokens = Tokens(db)
     tokens.revoke("demo", time.time())
     token = tokens.add("demo", time.time())
+    Accounts(db).add(DEMO_ACCOUNT, "owner", hash_password(DEMO_PASSWORD), time.time(), replace=True)
     db.close()
-    return Demo(path, keys.trust_lines(), token, f"http://{listen}/api/v1")
+    return Demo(
+        path,
+        keys.trust_lines(),
+        token,
+        f"http://{listen}/api/v1",
+        f"http://{listen}/console/",
+    )
 
 
 def start(demo: Demo, log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -171,6 +186,31 @@ def create_samples(demo: Demo, site: str) -> list[dict[str, Any]]:
     return out
 
 
+def orders(demo: Demo, site: str) -> list[dict[str, Any]]:
+    """The demo site's orders as the API lists them (those of earlier runs too)."""
+    req = urllib.request.Request(  # noqa: S310 - the demo's own http:// address
+        f"{demo.api}/sites/{site}/orders?limit=100",
+        headers={"Authorization": f"Bearer {demo.token}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        return list(json.loads(r.read())["orders"])
+
+
+def announce(demo: Demo, made: list[dict[str, Any]]) -> str:
+    """What the demo prints: the console, its login, the API, each customer link."""
+    name, password = demo.login
+    lines = [
+        f"console:  {demo.console}  (log in as {name} / {password})",
+        f"hub API:  {demo.api}  (token: {demo.token})",
+        "customer links (each shows the order's live code):",
+    ]
+    for o in sorted(made, key=lambda o: str(o["pickup_no"])):
+        status = "expired" if o.get("expired") else o["status"]
+        lines.append(f"  {o['pickup_no']}  {o['order_id']:<10} {status:<16} {o['customer_url']}")
+    lines.append("type a code on the simulated keypad and watch it appear in Tonight")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hub.demo", description=__doc__.split("\n")[0])
     p.add_argument("--dir", required=True, type=Path)
@@ -183,13 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     print(demo.trust)
     proc = start(demo, args.dir / "hub.log")
     try:
-        for o in create_samples(demo, args.site):
-            no, url = o["pickup_no"], o["customer_url"]
-            print(f"order {o['order_id']}: pickup number {no}, {o['status']}, {url}")
-        print(f"hub API: {demo.api}  (token: {demo.token})")
-        print(
-            f"try: curl -H 'Authorization: Bearer {demo.token}' {demo.api}/sites/{args.site}/orders"
-        )
+        create_samples(demo, args.site)
+        print(announce(demo, orders(demo, args.site)), flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except KeyboardInterrupt:
         pass

@@ -24,6 +24,8 @@ from typing import Any
 from hub.alerts import AlertBook, AlertEngine, Observed
 from hub.archive import Incoming, SqliteArchive
 from hub.config import Config
+from hub.console.commands import CommandBook
+from hub.console.timeline import Timeline
 from hub.errors import ArchiveError
 from hub.gaps import GapFiller
 from hub.ingest import Msg
@@ -50,6 +52,10 @@ class Outcome:
     alerts_changed: bool = False
     #: sites whose alerts may have changed (their Home Assistant state is redone)
     sites: set[str] = field(default_factory=set)
+    #: sites with newly archived events (open console pages refresh them)
+    events: set[str] = field(default_factory=set)
+    #: console commands the kiosk answered
+    commands: set[str] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -61,8 +67,12 @@ class Dispatcher:
         alerts: AlertBook,
         engine: AlertEngine,
         gaps: GapFiller,
+        commands: CommandBook | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         self.cfg = cfg
+        self.commands = commands
+        self.timeline = timeline
         self.archive = archive
         self.orders = orders
         self.alerts = alerts
@@ -98,6 +108,8 @@ class Dispatcher:
             merged.orders_changed |= one.orders_changed
             merged.alerts_changed |= one.alerts_changed
             merged.sites |= one.sites
+            merged.events |= one.events
+            merged.commands |= one.commands
         return merged
 
     def _process(self, batch: Sequence[Msg], now: float) -> Outcome:
@@ -124,6 +136,9 @@ class Dispatcher:
                 doc = self._decode(m.payload, "cmd_result", MAX_RESULT_BYTES)
                 if doc is None:
                     continue
+                if self.commands is not None and self.commands.on_result(t.site, t.ident, doc, now):
+                    out.commands.add(t.ident)
+                    continue
                 page = self.gaps.on_result(t.site, t.ident, doc, now)
                 if page is not None:
                     items.extend(Incoming(t.site, ev, "gap") for ev in page.events)
@@ -141,6 +156,7 @@ class Dispatcher:
                 self.engine.on_events(site, evs, now)
             self.engine.on_chain(report.alarms, now)
             out.sites = set(by_site) | {a.site for a in report.alarms}
+            out.events = set(by_site)
             out.alerts_changed = bool(out.sites)
         for site, status in statuses.items():
             if self._status(site, status, now):
@@ -179,6 +195,10 @@ class Dispatcher:
         }
         if changed or old is None or now - old[1] >= STATUS_REFRESH_S:
             self.archive.set_status(site, clean, now)
+        if self.timeline is not None and (
+            old is None or old[0].get("online") != clean.get("online")
+        ):
+            self.timeline.record_presence(site, clean.get("online") is True, now)
         return changed
 
     def tick(self, now: float) -> Outcome:

@@ -153,24 +153,102 @@ def read_rows(path: Path, default_site: str | None) -> list[tuple[int, dict[str,
         raw = path.read_bytes()
     except OSError as exc:
         raise RequestError(f"cannot read {path}: {exc.strerror}", "FILE") from None
+    return rows_from_bytes(raw, path.suffix.lower(), default_site, str(path))
+
+
+def rows_from_bytes(
+    raw: bytes, suffix: str, default_site: str | None, name: str = "the file"
+) -> list[tuple[int, dict[str, Any] | RowError]]:
+    """The rows of an uploaded or read file (``suffix`` ``.csv`` or ``.json``)."""
     if len(raw) > MAX_FILE_BYTES:
-        raise RequestError(f"{path} is larger than {MAX_FILE_BYTES} bytes", "FILE")
+        raise RequestError(f"{name} is larger than {MAX_FILE_BYTES} bytes", "FILE")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError(
-            f"{path} is not UTF-8 text (save the spreadsheet as UTF-8 CSV)", "FILE"
+            f"{name} is not UTF-8 text (save the spreadsheet as UTF-8 CSV)", "FILE"
         ) from None
-    suffix = path.suffix.lower()
     if suffix == ".csv":
         rows = list(_csv_rows(text, default_site))
     elif suffix in (".json", ".jsonl", ".ndjson"):
         rows = list(_json_rows(text, default_site))
     else:
-        raise RequestError(f"{path}: give a .csv or .json file", "FILE")
+        raise RequestError(f"{name}: give a .csv or .json file", "FILE")
     if len(rows) > MAX_ROWS:
-        raise RequestError(f"{path} has more than {MAX_ROWS} rows; split it", "FILE")
+        raise RequestError(f"{name} has more than {MAX_ROWS} rows; split it", "FILE")
     return rows
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One row of a preview: the order it would create, or its error."""
+
+    line: int
+    order: dict[str, Any] | None
+    error: RowError | None
+
+
+class _DryRun(Exception):
+    """Raised inside the preview's transaction so that nothing is kept."""
+
+
+def preview_rows(
+    book: OrderBook,
+    rows: list[tuple[int, dict[str, Any] | RowError]],
+    now: float,
+    *,
+    client: str = "import",
+) -> list[RowResult]:
+    """Every row judged exactly as :func:`import_orders` would, then rolled back."""
+    out: list[RowResult] = []
+    try:
+        with book.db.atomic():
+            _create_all(
+                book,
+                [(line, dict(r) if isinstance(r, dict) else r) for line, r in rows],
+                now,
+                client,
+                out,
+            )
+            raise _DryRun
+    except _DryRun:
+        pass
+    return out
+
+
+def _create_all(
+    book: OrderBook,
+    rows: list[tuple[int, dict[str, Any] | RowError]],
+    now: float,
+    client: str,
+    out: list[RowResult],
+) -> None:
+    seen: set[tuple[str, str]] = set()
+    for line, row in rows:
+        if isinstance(row, RowError):
+            out.append(RowResult(line, None, row))
+            continue
+        site = row.pop("site", None)
+        if not isinstance(site, str) or book.cfg.site(site) is None:
+            out.append(
+                RowResult(line, None, RowError(line, "site", "site must be a site in hub.toml"))
+            )
+            continue
+        key = (site, str(row.get("order_id")))
+        if key in seen:
+            out.append(
+                RowResult(
+                    line,
+                    None,
+                    RowError(line, "order_id", "this order_id appears twice in the file"),
+                )
+            )
+            continue
+        seen.add(key)
+        try:
+            out.append(RowResult(line, book.create(site, row, now, client=client).body, None))
+        except RequestError as err:
+            out.append(RowResult(line, None, RowError(line, err.field, err.error)))
 
 
 def import_orders(
@@ -178,31 +256,24 @@ def import_orders(
 ) -> list[dict[str, Any]]:
     """Create every order of the file, or none. Raises ImportFailed listing each bad row."""
     default = book.cfg.sites[0].id if len(book.cfg.sites) == 1 else None
-    rows = read_rows(path, default)
-    errors: list[RowError] = []
-    created: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+    return store_rows(book, read_rows(path, default), now, client=client)
+
+
+def store_rows(
+    book: OrderBook,
+    rows: list[tuple[int, dict[str, Any] | RowError]],
+    now: float,
+    *,
+    client: str = "import",
+) -> list[dict[str, Any]]:
+    """Create every row's order, or none (ImportFailed lists each bad row)."""
+    out: list[RowResult] = []
     with book.db.atomic():
-        for line, row in rows:
-            if isinstance(row, RowError):
-                errors.append(row)
-                continue
-            site = row.pop("site", None)
-            if not isinstance(site, str) or book.cfg.site(site) is None:
-                errors.append(RowError(line, "site", "site must be a site in hub.toml"))
-                continue
-            key = (site, str(row.get("order_id")))
-            if key in seen:
-                errors.append(RowError(line, "order_id", "this order_id appears twice in the file"))
-                continue
-            seen.add(key)
-            try:
-                created.append(book.create(site, row, now, client=client).body)
-            except RequestError as err:
-                errors.append(RowError(line, err.field, err.error))
+        _create_all(book, rows, now, client, out)
+        errors = [r.error for r in out if r.error is not None]
         if errors:
             raise ImportFailed(errors)  # rolls the whole transaction back
-    return created
+    return [r.order for r in out if r.order is not None]
 
 
 def describe_rows(created: list[dict[str, Any]]) -> str:

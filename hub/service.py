@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from hub import console as console_parts
 from hub import homeassistant
 from hub.alerts import AlertBook, AlertEngine, Deliverer
 from hub.archive import SqliteArchive
@@ -95,6 +96,9 @@ def bind(listen: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it (Linux): without it a response written in two
+    # parts waits for the client's delayed ACK, 40 ms per request on a kept-alive link.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, int(port)))
     except OSError as exc:
@@ -138,8 +142,16 @@ class Service:
         self.alerts = AlertBook(self.db)
         self.engine = AlertEngine(self.alerts, cfg, self.clock())
         self.gaps = GapFiller(cfg.gaps, self.keys.auditor, self.rng)
+        self.console = console_parts.build(cfg, self.db, self._publish_command)
         self.dispatcher = Dispatcher(
-            cfg, self.archive, self.orders, self.alerts, self.engine, self.gaps
+            cfg,
+            self.archive,
+            self.orders,
+            self.alerts,
+            self.engine,
+            self.gaps,
+            commands=self.console.commands,
+            timeline=self.console.timeline,
         )
         self.deliverer = Deliverer(cfg, self.alerts, self.runner.call, self.rng)
         self.ctx = AppContext(
@@ -153,6 +165,7 @@ class Service:
             orders_changed=self._wake.set,
             alerts_changed=self._alerts_changed,
             extra={"gaps": self.gaps, "dispatcher": self.dispatcher},
+            console=self.console,
         )
         self.link = MqttLink(
             cfg.mqtt, filters(cfg), self._handle, on_connect=self._on_connect, rng=self.rng
@@ -191,6 +204,7 @@ class Service:
         finally:
             self.notifier.send("STOPPING=1")
             self.stop.set()
+            self.console.live.close()  # open pages' streams end, so uvicorn can stop
             server.should_exit = True
             for name, task in reversed(tasks):
                 try:
@@ -224,6 +238,22 @@ class Service:
         self._ha_dirty |= outcome.status_changed | outcome.sites
         if outcome.orders_changed or outcome.alerts_changed or outcome.status_changed:
             self._wake.set()
+        self._tell_pages(outcome)
+
+    def _tell_pages(self, outcome: Outcome) -> None:
+        """What open console pages must fetch again (docs/hub.md, "The console")."""
+        names = {f"site:{s}" for s in outcome.events | outcome.sites | outcome.status_changed}
+        names |= {f"cmd:{c}" for c in outcome.commands}
+        if outcome.status_changed or outcome.events:
+            names.add("sites")
+        if outcome.alerts_changed:
+            names.add("alerts")
+        if outcome.orders_changed:
+            names.add("orders")
+        self.console.live.changed(names)
+
+    async def _publish_command(self, topic: str, payload: bytes) -> bool:
+        return await self.link.publish(topic, payload, retain=False)
 
     def _alerts_changed(self) -> None:
         self._ha_dirty |= set(self.cfg.site_ids)
@@ -257,6 +287,7 @@ class Service:
     async def _tick(self) -> None:
         outcome = await self.runner.call(self.dispatcher.tick, self.clock())
         self._ha_dirty |= outcome.sites
+        self._tell_pages(outcome)
         for topic, payload, retain in outcome.publish:
             await self.link.publish(topic, payload, retain=retain)
 

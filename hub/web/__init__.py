@@ -1,12 +1,14 @@
 """The hub's HTTP side: one Starlette app, routes by area, one view layer.
 
 :func:`create_app` is the factory the service (and the tests) call with an
-:class:`AppContext`. Routes live in one module per area (``orders``,
-``sites``, ``alerts``, ``customer``); every handler returns data through
-:func:`hub.web.views.render`, which answers JSON today and will render the
-console's HTML templates for people (issue 15) from the same views.
-Sessions and CSRF for the console come in as middleware on this app;
-the JSON API stays bearer-token only.
+:class:`AppContext`. The JSON API lives in one module per area (``orders``,
+``sites``, ``alerts``) under ``/api/v1`` and stays bearer-token only. With
+``ctx.console`` set, the owner's console is served under ``/console``
+(``console_*`` modules, collected by :mod:`hub.web.console_routes`; session
+cookies and CSRF in :mod:`hub.web.session`) and the customers' code pages
+under ``/c/{token}`` (:mod:`hub.web.customer`). Every handler answers
+through :mod:`hub.web.views`: JSON for programs, Jinja2 templates for
+people.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.routing import BaseRoute, Mount
 from hub.alerts import AlertBook
 from hub.archive import SqliteArchive
 from hub.config import Config
+from hub.console import Console
 from hub.db import Runner
 from hub.orders import OrderBook
 from hub.tokens import Tokens
@@ -42,6 +45,8 @@ class AppContext:
     #: called after an alert was acknowledged or a mute changed
     alerts_changed: Callable[[], None] = lambda: None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the owner's console and the customers' pages (None: the JSON API only)
+    console: Console | None = None
 
 
 def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
@@ -53,8 +58,18 @@ def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None) 
     from hub.web import views
 
     api = [*order_routes.routes(), *site_routes.routes(), *alert_routes.routes()]
+    pages: list[BaseRoute] = []
+    if ctx.console is not None:
+        from hub.web import console_routes
+
+        pages = console_routes.routes()
     app = Starlette(
-        routes=[Mount("/api/v1", routes=api), *customer_routes.routes(), *(extra_routes or [])],
+        routes=[
+            Mount("/api/v1", routes=api),
+            *customer_routes.routes(),
+            *pages,
+            *(extra_routes or []),
+        ],
         exception_handlers=views.exception_handlers(),
     )
     app.state.ctx = ctx

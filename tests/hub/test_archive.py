@@ -136,3 +136,30 @@ def test_status_last_seq_is_a_gap_at_the_end(tmp_path: Path) -> None:
     assert "seq 5 to 7 missing" in a.verify("shop-a").message
     status = a.status("shop-a")
     assert status is not None and status[0] == {"online": True, "last_seq": 7}
+
+
+def test_two_processes_opening_a_new_archive_at_once_both_succeed(tmp_path: Path) -> None:
+    """`pickup-hub serve` starting while `pickup-hub token add` runs: each step once."""
+    import threading
+
+    from hub.db import MIGRATIONS, Database
+
+    errors: list[BaseException] = []
+    dbs: list[Database] = []
+
+    def open_it() -> None:
+        try:
+            dbs.append(Database(tmp_path / "race.db"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    version = dbs[0].conn.execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(MIGRATIONS)
+    for d in dbs:
+        d.close()

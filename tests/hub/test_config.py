@@ -20,7 +20,17 @@ def test_example_is_valid_and_has_every_key() -> None:
     cfg = config.load(Path(config.__file__).with_name("example.toml"))
     assert cfg.site_ids == ("wuhan-caidian-01",)
     shown = config.describe(cfg)
-    for table in ("hub", "keys", "mqtt", "alerts", "gaps", "limits", "homeassistant", "api"):
+    for table in (
+        "hub",
+        "keys",
+        "mqtt",
+        "alerts",
+        "gaps",
+        "limits",
+        "homeassistant",
+        "api",
+        "console",
+    ):
         section = getattr(cfg, table)
         assert set(shown[table]) == set(section.__dataclass_fields__)
     text = Path(config.__file__).with_name("example.toml").read_text("utf-8")
