@@ -37,7 +37,7 @@ from hub.keys import keygen
 from hub.orders import OrderBook
 from protocol.canonical import dumps
 from protocol.events import build_event
-from tests.broker import Broker, free_port
+from tests.support.broker import Broker, free_port
 
 SITE = "bench-site"
 KINDS = [

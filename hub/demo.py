@@ -144,7 +144,9 @@ def start(demo: Demo, log: Path | None = None) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"pickup-hub serve exited with {proc.returncode}")
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log else []
+            said = ("; it said:\n  " + "\n  ".join(tail)) if tail else ""
+            raise RuntimeError(f"pickup-hub serve exited with {proc.returncode}{said}")
         try:
             with urllib.request.urlopen(f"{demo.api}/health", timeout=1) as r:  # noqa: S310
                 if r.status == 200:

@@ -107,7 +107,10 @@ def start_hub(directory: Path, site: str, broker: str, shell: Shell) -> tuple[Hu
     listen = f"127.0.0.1:{free_port()}"
     d = demo.prepare(directory, site, broker, listen)
     trust = tomllib.loads(d.trust)
-    proc = demo.start(d, directory / "hub.log")
+    try:
+        proc = demo.start(d, directory / "hub.log")
+    except RuntimeError as exc:
+        raise DemoError(f"the demo hub did not start: {exc}") from None
     shell.on_stop("hub", lambda: _stop(proc))
     info = HubDemo(d.api, d.token, tuple(trust["hub_keys"]), tuple(trust["auditor_keys"]))
     return info, d
@@ -116,16 +119,9 @@ def start_hub(directory: Path, site: str, broker: str, shell: Shell) -> tuple[Hu
 def create_orders(info: HubDemo, d: Any, site: str) -> None:
     from hub import demo
 
-    info.orders = demo.create_samples(d, site)
-    info.lines = [f"Hub API: {info.api}  (token {info.token})"]
-    extra = getattr(demo, "describe", None)
-    if callable(extra):  # the console's address and login, when the hub has a console
-        info.lines += list(extra(d))
-    for o in info.orders:
-        info.lines.append(
-            f"  order {o['order_id']}: pickup number {o['pickup_no']}, {o['status']}, "
-            f"customer page {o.get('customer_url', '-')}"
-        )
+    demo.create_samples(d, site)
+    info.orders = demo.orders(d, site)  # those of an earlier run in the same directory too
+    info.lines = demo.announce(d, info.orders).splitlines()
     info.lines.append(
         f"  try: curl -H 'Authorization: Bearer {info.token}' {info.api}/sites/{site}/orders"
     )

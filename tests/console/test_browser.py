@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.console.stack import PHONE, Stack, browser, login, oathtool, stop
-from tests.polling import wait_for
+from tests.support.browser import PHONE, Stack, browser, login, oathtool, stop
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 T = 20_000  # ms: generous polling timeouts, never a latency threshold

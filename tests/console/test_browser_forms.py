@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.console.stack import PHONE, Stack, browser, login
+from tests.support.browser import PHONE, Stack, browser, login
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol.otp import hotp, totp
-from tests.console import Env, make_env
+from tests.support.console import Env, make_env
 
 BODY = {"order_id": "HM-1", "status": "ready", "slot": "B3", "customer": {"name": "李少云"}}
 

@@ -11,7 +11,7 @@ from hub.archive import Incoming
 from hub.console.guard import ACCOUNT_FREE
 from protocol.canonical import dumps
 from protocol.events import build_event
-from tests.console import Env, csrf_of, make_env
+from tests.support.console import Env, csrf_of, make_env
 
 PAGES = (
     "/console/",

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.console import Env, make_env
+from tests.support.console import Env, make_env
 
 FORM = settings(
     max_examples=60,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console.screenshots import take
+from tests.support.console_shots import take
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

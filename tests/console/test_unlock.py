@@ -15,7 +15,7 @@ from protocol import topics
 from protocol.canonical import b64url_encode, canonical_json, dumps
 from protocol.commands import MAX_LIFETIME_S, check_args, check_command, check_times
 from protocol.keys import Keyring, generate_private_key, private_key_pem, public_key_text
-from tests.console import Env, make_env
+from tests.support.console import Env, make_env
 
 
 @pytest.fixture

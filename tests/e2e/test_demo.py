@@ -52,8 +52,18 @@ def test_the_whole_system_runs_and_a_sample_code_opens_the_door(tmp_path: Path) 
     out, err = Reader(proc.stdout), Reader(proc.stderr)
     try:
         wait_for(lambda: "ready            slot B3" in out.text(), 60, "the hub's orders")
-        api = re.search(r"Hub API: (\S+)\s+\(token (\S+)\)", out.text())
+        api = re.search(r"hub API:\s+(\S+)\s+\(token: (\S+)\)", out.text())
         assert api, out.text()
+        console = re.search(r"console:\s+(\S+)\s+\(log in as demo / pickup-demo\)", out.text())
+        assert console, out.text()
+        with urllib.request.urlopen(console.group(1), timeout=5) as r:  # the login page
+            assert "pickup-demo" not in r.read().decode()  # the page does not leak the login
+            assert r.status == 200
+        link = re.search(r"\s+\d+\s+\S+\s+ready\s+(http://\S+/c/\S+)", out.text())
+        assert link, out.text()
+        with urllib.request.urlopen(link.group(1), timeout=5) as r:  # a customer's page
+            assert r.status == 200
+            assert "B3" in r.read().decode()
         data_dir = re.search(r"Data directory \(deleted on exit\): (\S+)", out.text())
         assert data_dir
         assert proc.stdin is not None

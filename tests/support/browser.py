@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx2 as httpx
 
-from tests.broker import Broker, free_port
-from tests.e2e.procs import popen_kiosk
-from tests.hub import hub_cli, kiosk_config, popen_hub, write_config
-from tests.polling import wait_for
+from tests.support.broker import Broker, free_port
+from tests.support.hub import hub_cli, kiosk_config, popen_hub, write_config
+from tests.support.polling import wait_for
+from tests.support.procs import popen_kiosk
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -147,7 +147,7 @@ class Stack:
         return dict(json.loads(doc))
 
     def kiosk_events(self) -> list[dict[str, Any]]:
-        from tests.e2e.procs import kiosk
+        from tests.support.procs import kiosk
 
         assert self.kcfg is not None
         out = kiosk("events", "--json", config=self.kcfg)

@@ -2,7 +2,7 @@
 in Chinese and English, at phone size, from a real hub and a real simulated
 kiosk (for docs/console/, linked from docs/hub.md).
 
-    .venv/bin/python -m tests.console.screenshots docs/console
+    .venv/bin/python -m tests.support.console_shots docs/console
 
 File names are stable: ``{page}-{lang}.png``. tests/console/test_screenshots.py
 runs this into a temporary folder, so it keeps working.
@@ -16,8 +16,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from tests.console.stack import PHONE, Stack, browser, login
-from tests.polling import wait_for
+from tests.support.browser import PHONE, Stack, browser, login
+from tests.support.polling import wait_for
 
 LANGS = {"zh": "zh-CN", "en": "en-US"}
 
