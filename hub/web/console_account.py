@@ -169,7 +169,8 @@ async def add_key(request: Request) -> Response:
             c.clock(),
         )
     except RequestError as err:
-        return await account(request, errors={err.field or "public_key": err.error})
+        # the label is a hidden field the page fills in: its message goes by the key box
+        return await account(request, errors={"public_key": err.error})
     await c.runner.call(
         con.accounts.audit,
         session.account.name,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.console import Env, make_env
@@ -153,6 +153,7 @@ def test_login_form(env: Env, name: str, password: str) -> None:
     ),
     label=field,
 )
+@example(public_key="0" * 43, label="\x1b")  # a bad hidden label: its message shows by the key box
 def test_key_form(env: Env, public_key: str, label: str) -> None:
     before = env.console.keys.active()
     r = env.post("/console/account/keys", {"public_key": public_key, "label": label})
