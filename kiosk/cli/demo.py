@@ -123,7 +123,7 @@ def create_orders(info: HubDemo, d: Any, site: str) -> None:
     info.orders = demo.orders(d, site)  # those of an earlier run in the same directory too
     info.lines = demo.announce(d, info.orders).splitlines()
     info.lines.append(
-        f"  try: curl -H 'Authorization: Bearer {info.token}' {info.api}/sites/{site}/orders"
+        f"try: curl -H 'Authorization: Bearer {info.token}' {info.api}/sites/{site}/orders"
     )
 
 
