@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.db import Database
+from kiosk.screens import mask_name  # the console masks names as the kiosk's screen does
 from protocol.canonical import decode_json_object
 from protocol.events import ALARM_TYPES, ZERO_HASH, event_hash
 from protocol.times import format_time, parse_time
@@ -58,16 +59,6 @@ GROUPS: dict[str, frozenset[str]] = {
 }
 ALARM_TONE = ALARM_TYPES | {"throttled"}
 MAX_PAGE = 500
-
-
-def mask_name(name: str) -> str:
-    """李少云 -> 李*云, Ann Lee -> A******e (as the kiosk's screen masks names)."""
-    name = name.strip()
-    if len(name) <= 1:
-        return "*" if name else ""
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from hub.console.timeline import mask_name
 from hub.errors import RequestError
 from hub.imports import RowError, preview_rows, rows_from_bytes, store_rows
 from hub.orders import CREATE_STATUSES
 from hub.web.common import ctx
 from hub.web.session import MAX_UPLOAD_BYTES, address, console, post, require
 from hub.web.views import page, words
+from kiosk.screens import mask_name
 from protocol.orders import STATUSES, printable
 from protocol.topics import valid_id
 

@@ -17,7 +17,7 @@ from hardware.slotlight import DARK, MemoryStrip, SlotLight, open_slot_light, pa
 from kiosk import config as config_mod
 from kiosk.cli.shell import Shell, build_door
 from kiosk.config import Config
-from tests.support.ports import PortsRig
+from tests.support.door import Rig
 
 SLOTS = (("A1", (0,)), ("B3", (17, 18)), ("C2", (5,)))
 GREEN = parse_colour("#00FF40")
@@ -57,11 +57,11 @@ class FakeStrip:
         return [i for i, c in enumerate(last) if c != DARK]
 
 
-def light_rig(tmp_path: Path, strip: Any, **kw: Any) -> tuple[PortsRig, SlotLight]:
+def light_rig(tmp_path: Path, strip: Any, **kw: Any) -> tuple[Rig, SlotLight]:
     cfg = dataclasses.replace(Config(), slots=SLOTS)
     light = open_slot_light(cfg, strip=strip)
     assert light is not None
-    return PortsRig(tmp_path, slot_light=light, slots=SLOTS, **kw), light
+    return Rig(tmp_path, slot_light=light, slots=SLOTS, **kw), light
 
 
 def test_accepted_slot_lights_until_the_door_closes(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from kiosk.config import VoiceConfig
 from kiosk.i18n import LANGS
 from kiosk.prompts import CHARS, MAX_CHAR_S, MAX_PROMPT_S, clips, path_for, prompt_key
 from kiosk.screens import KINDS, REASONS, Screen
-from tests.support.ports import PortsRig
+from tests.support.door import Rig
 
 assert os.environ.get("SDL_AUDIODRIVER") == "dummy"
 
@@ -182,12 +182,12 @@ def test_quiet_hours(start: str, end: str, minute: int, quiet: bool) -> None:
 
 
 @pytest.fixture
-def voice_rig(prompt_dir: Path, tmp_path: Path) -> Iterator[tuple[PortsRig, Voice]]:
+def voice_rig(prompt_dir: Path, tmp_path: Path) -> Iterator[tuple[Rig, Voice]]:
     from kiosk.clock import FakeClock
 
     clock = FakeClock()
     voice = Voice(VoiceConfig(dir=str(prompt_dir)), clock=clock)
-    rig = PortsRig(tmp_path, voice=voice)
+    rig = Rig(tmp_path, voice=voice)
     voice.clock = rig.w.clock  # the rig's clock drives quiet hours too
     del clock
     try:
@@ -198,7 +198,7 @@ def voice_rig(prompt_dir: Path, tmp_path: Path) -> Iterator[tuple[PortsRig, Voic
 
 
 def test_the_right_prompt_starts_on_each_screen_change(
-    voice_rig: tuple[PortsRig, Voice],
+    voice_rig: tuple[Rig, Voice],
 ) -> None:
     rig, voice = voice_rig
     assert voice.started == [("zh/idle", "en/toggle")]  # the first screen
@@ -224,7 +224,7 @@ def test_the_right_prompt_starts_on_each_screen_change(
 
 
 def test_refusals_speak_their_reason_and_the_next_key_cuts_them_short(
-    voice_rig: tuple[PortsRig, Voice],
+    voice_rig: tuple[Rig, Voice],
 ) -> None:
     rig, voice = voice_rig
     rig.w.add(status="paid")
@@ -239,7 +239,7 @@ def test_refusals_speak_their_reason_and_the_next_key_cuts_them_short(
     assert not voice.busy and voice.started[-1] == ("zh/typing",)
 
 
-def test_language_toggle_speaks_the_other_language(voice_rig: tuple[PortsRig, Voice]) -> None:
+def test_language_toggle_speaks_the_other_language(voice_rig: tuple[Rig, Voice]) -> None:
     rig, voice = voice_rig
     rig.type("*")  # on an empty entry: the other language
     assert rig.screens[-1].lang == "en"
@@ -251,7 +251,7 @@ def test_language_toggle_speaks_the_other_language(voice_rig: tuple[PortsRig, Vo
 def test_quiet_hours_silence_the_voice_not_the_door(prompt_dir: Path, tmp_path: Path) -> None:
     # FakeClock's wall time is 20:26 UTC
     cfg = VoiceConfig(dir=str(prompt_dir), quiet_start="20:00", quiet_end="07:00")
-    rig = PortsRig(tmp_path, site={"timezone": "UTC"})
+    rig = Rig(tmp_path, site={"timezone": "UTC"})
     from zoneinfo import ZoneInfo
 
     voice = Voice(cfg, clock=rig.w.clock, tz=ZoneInfo("UTC"))
@@ -283,7 +283,7 @@ def test_missing_and_corrupt_files_are_logged_once_and_stop_nothing(
     shutil.copytree(prompt_dir, broken)
     (broken / "zh" / "typing.wav").unlink()
     (broken / "zh" / "reason-wrong_code.wav").write_bytes(b"RIFF\x00\x00not a wave at all")
-    rig = PortsRig(tmp_path)
+    rig = Rig(tmp_path)
     voice = Voice(VoiceConfig(dir=str(broken)), clock=rig.w.clock)
     rig.d.voice = voice
     caplog.set_level(logging.WARNING, logger="hardware.voice")
@@ -330,7 +330,7 @@ def test_no_audio_device_is_logged_once_and_the_door_works(
 ) -> None:
     pygame.mixer.quit()
     monkeypatch.setenv("SDL_AUDIODRIVER", "no_such_driver")
-    rig = PortsRig(tmp_path)
+    rig = Rig(tmp_path)
     voice = Voice(VoiceConfig(dir=str(prompt_dir)), clock=rig.w.clock)
     rig.d.voice = voice
     try:

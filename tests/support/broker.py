@@ -6,8 +6,6 @@ which the test command installs from Debian's packages when missing.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,18 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def mosquitto_binary() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    raise RuntimeError("mosquitto is not installed: run scripts/test (it installs it)")
+from kiosk.cli.demo import free_port, mosquitto_binary  # the demo starts its broker alike
 
 
 @dataclass
