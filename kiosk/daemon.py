@@ -403,42 +403,60 @@ class DoorDaemon:
             REFUSED_SCREEN_S,
         )
 
+    def _commit(self, write: Callable[[], tuple[Any, ...]], replayed: Callable[[], None]) -> bool:
+        """Run ``write`` as one durable commit, then perform its actions; False if refused.
+
+        ``write`` raises ``_Replayed`` when the step was used meanwhile; a store
+        failure puts the kiosk out of service. Either way the door machine is
+        restored to where it was, so a refused entry changes nothing.
+        """
+        saved = self.machine.checkpoint()
+        try:
+            with self.audit.batch():
+                actions = write()
+        except _Replayed:
+            self.machine.restore(saved)
+            replayed()
+            return False
+        except StoreError as exc:
+            self.machine.restore(saved)
+            self.effects.store_failed(exc)
+            self._refuse(Decision(False, "out_of_service"))
+            return False
+        # Committed: from here nothing may stop the door cycle (docs/design.md, rule 1).
+        self.effects.perform(actions)
+        self.board.buzzer.play("accepted")
+        self.overlay = None
+        return True
+
     def _accept(self, decision: Decision, snap: ClockSnapshot) -> None:
         """One durable commit (step used, code accepted, door unlocked), then the relay."""
         order = decision.order
         assert order is not None
         entrant = Entrant("code", order.order_id, decision.reentry)
-        saved = self.machine.checkpoint()
-        try:
-            with self.audit.batch():
-                if not self.engine.commit(decision, snap.now):
-                    raise _Replayed
-                self.audit.record(
-                    "code_accepted",
-                    snap,
-                    order_id=order.order_id,
-                    detail={
-                        "kind": "backup" if decision.step == BACKUP_STEP else "totp",
-                        "reentry": decision.reentry,
-                        "full": decision.full,
-                    },
-                )
-                actions = self.machine.unlock(self.clock.monotonic(), entrant) or ()
-                self.effects.write(actions, snap)
-        except _Replayed:
-            self.machine.restore(saved)
-            reason = "backup_used" if decision.step == BACKUP_STEP else "replayed"
-            self._refuse(Decision(False, reason, order=order), snap)
+
+        def write() -> tuple[Any, ...]:
+            if not self.engine.commit(decision, snap.now):
+                raise _Replayed
+            self.audit.record(
+                "code_accepted",
+                snap,
+                order_id=order.order_id,
+                detail={
+                    "kind": "backup" if decision.step == BACKUP_STEP else "totp",
+                    "reentry": decision.reentry,
+                    "full": decision.full,
+                },
+            )
+            actions = self.machine.unlock(self.clock.monotonic(), entrant) or ()
+            self.effects.write(actions, snap)
+            return tuple(actions)
+
+        reason = "backup_used" if decision.step == BACKUP_STEP else "replayed"
+        if not self._commit(
+            write, lambda: self._refuse(Decision(False, reason, order=order), snap)
+        ):
             return
-        except StoreError as exc:
-            self.machine.restore(saved)
-            self.effects.store_failed(exc)
-            self._refuse(Decision(False, "out_of_service"))
-            return
-        # Committed: from here nothing may stop the door cycle (docs/design.md, rule 1).
-        self.effects.perform(actions)
-        self.board.buzzer.play("accepted")
-        self.overlay = None
         try:
             self.visit = self._visit_screen(order, decision.reentry)
         except Exception:
@@ -463,35 +481,22 @@ class DoorDaemon:
         staff = d.staff
         assert staff is not None
         who: tuple[tuple[str, Any], ...] = (("staff_id", staff.staff_id), ("role", staff.role))
-        saved = self.machine.checkpoint()
-        actions: tuple[Any, ...] = ()
-        try:
-            with self.audit.batch():
-                if not self.staff.commit(d, snap.now):
-                    raise _Replayed
-                self.audit.record(
-                    "staff_entry",
-                    snap,
-                    detail={**dict(who), "name": staff.name, "action": d.action},
-                )
-                if d.action == "open":
-                    actions = (
-                        self.machine.unlock(self.clock.monotonic(), Entrant("staff", detail=who))
-                        or ()
-                    )
-                    self.effects.write(actions, snap)
-        except _Replayed:
-            self.machine.restore(saved)
-            self._refuse(Decision(False, "replayed"), snap, staff=staff)
+
+        def write() -> tuple[Any, ...]:
+            if not self.staff.commit(d, snap.now):
+                raise _Replayed
+            self.audit.record(
+                "staff_entry", snap, detail={**dict(who), "name": staff.name, "action": d.action}
+            )
+            if d.action != "open":
+                return ()
+            actions = self.machine.unlock(self.clock.monotonic(), Entrant("staff", detail=who))
+            self.effects.write(actions or (), snap)
+            return tuple(actions or ())
+
+        refused = Decision(False, "replayed")
+        if not self._commit(write, lambda: self._refuse(refused, snap, staff=staff)):
             return
-        except StoreError as exc:
-            self.machine.restore(saved)
-            self.effects.store_failed(exc)
-            self._refuse(Decision(False, "out_of_service"))
-            return
-        self.effects.perform(actions)
-        self.board.buzzer.play("accepted")
-        self.overlay = None
         if d.action == "open":
             self.visit = Screen(kind="staff_open", customer=mask_name(staff.name[:64]))
         else:
