@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_hub.py [SITES] [EVENTS_PER_SITE]
 
-Starts its own Mosquitto (tests/broker.py, ``max_queued_messages 0``) and
+Starts its own Mosquitto (tests/support/broker.py, ``max_queued_messages 0``) and
 1,000 light publishers' worth of protocol events (valid chained events,
 100 per site, interleaved across sites as live kiosks would send them).
 Both consumers have a persistent session queued with the same 100,000

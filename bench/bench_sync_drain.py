@@ -1,7 +1,7 @@
 """10,000 queued events drained after reconnect, versus a bare paho QoS 1 publisher.
 
 Run: .venv/bin/python bench/bench_sync_drain.py [N] [ROUNDS]
-Starts its own Mosquitto (tests/broker.py), records N hash-chained events in a
+Starts its own Mosquitto (tests/support/broker.py), records N hash-chained events in a
 fresh store, then times, in alternating rounds on the same broker:
   - bare: a paho client connects and publishes the same N stored bodies on
     `events` with QoS 1 (paho's default window), until every PUBACK is in;

@@ -1,7 +1,7 @@
 """10,000 signed retained orders ingested on connect, versus a bare paho subscriber.
 
 Run: .venv/bin/python bench/bench_sync_ingest.py [N] [ROUNDS]
-Starts its own Mosquitto (tests/broker.py), publishes N signed retained
+Starts its own Mosquitto (tests/support/broker.py), publishes N signed retained
 orders, then times, in alternating rounds on the same broker:
   - bare: a paho client connects, subscribes orders/+ (QoS 1) and receives N
     retained messages (nothing else);
