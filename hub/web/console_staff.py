@@ -229,6 +229,13 @@ def _add(
     return code
 
 
+def _shown(values: dict[str, str]) -> dict[str, str]:
+    """Typed values to show again: control characters (but line breaks) dropped."""
+    return {
+        k: "".join(ch for ch in v if ch == "\n" or printable(ch))[:200] for k, v in values.items()
+    }
+
+
 def _hold(con: Console, account: str, code: NewCode, now: float) -> str:
     """Keep the new code for one view by this account; bounded, expiring."""
     held = con.once
@@ -249,8 +256,8 @@ async def add(request: Request) -> Response:
     t = words(request)
     values = {k: str(form.get(k) or "").strip()[:2000] for k in FIELDS}
     fields, errors = parse_form(values, t, tz_of(c.cfg, site), c.clock())
-    if errors:
-        return await staff_page(request, values=values, errors=errors)
+    if errors:  # shown again to be corrected, without what a page cannot show
+        return await staff_page(request, values=_shown(values), errors=errors)
     try:
         code = await c.runner.call(
             _add, c, con, site, fields, session.account.name, address(request)
