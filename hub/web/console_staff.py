@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute, Route
 
 from hub.console import Console
 from hub.errors import RequestError
-from hub.staff import NewCode
+from hub.staff import NewCode, StaffBook
 from hub.web import AppContext
 from hub.web.common import ctx, site_param
 from hub.web.console_sites import local_time, tz_of
@@ -62,7 +62,7 @@ def _staff_param(request: Request) -> str:
     return raw
 
 
-def _book(c: AppContext) -> Any:
+def _book(c: AppContext) -> StaffBook:
     if c.staff is None:
         raise RequestError("this hub issues no staff codes", None, 404)
     return c.staff
@@ -216,7 +216,7 @@ def _add(
     assert book.db is con.accounts.db  # one file, so one transaction holds both
     now = c.clock()
     with book.db.atomic():
-        code: NewCode = book.add(site, now=now, by=f"console:{who}", **fields)
+        code = book.add(site, now=now, by=f"console:{who}", **fields)
         con.accounts.audit(
             who,
             "staff_added",
@@ -318,7 +318,7 @@ def _revoke(
     assert book.db is con.accounts.db
     now = c.clock()
     with book.db.atomic():
-        view: dict[str, Any] = book.revoke(site, staff_id, now)
+        view = book.revoke(site, staff_id, now)
         con.accounts.audit(
             who,
             "staff_revoked",
