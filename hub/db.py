@@ -1,10 +1,10 @@
 """The hub's SQLite file: opening it safely, migrations, transactions.
 
-One file holds the archive, the orders, the API tokens and the alerts
-(docs/hub.md, "Backup"). It is created mode 0600 before SQLite touches it
-(it holds order secrets), runs in WAL mode with ``synchronous=FULL`` so that
-every commit survives a power cut, and migrates by numbered steps, each in
-one transaction (docs/design.md).
+One file holds the archive, the orders, the staff codes, the API tokens and
+the alerts (docs/hub.md, "Backup"). It is created mode 0600 before SQLite
+touches it (it holds order and live staff secrets), runs in WAL mode with
+``synchronous=FULL`` so that every commit survives a power cut, and migrates
+by numbered steps, each in one transaction (docs/design.md).
 
 A :class:`Database` is used by one thread at a time; the service funnels
 every call through :class:`Runner`, a single worker thread, so the event
@@ -138,6 +138,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_ts ON events(site, ts, seq);
     CREATE INDEX events_order ON events(site, order_id) WHERE order_id IS NOT NULL;
     CREATE INDEX orders_updated ON orders(site, updated_at);
+    """,
+    # 3: staff and courier codes the console issues (hub/staff.py): the signed
+    # document is kept only while the code is live or its revocation unsent
+    """
+    CREATE TABLE staff (
+        site TEXT NOT NULL, staff_id TEXT NOT NULL, staff_no TEXT NOT NULL,
+        name TEXT NOT NULL, role TEXT NOT NULL, valid_from REAL, valid_until REAL,
+        schedule TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL, doc TEXT NOT NULL,
+        published_version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+        created_by TEXT NOT NULL, updated_at REAL NOT NULL,
+        PRIMARY KEY (site, staff_id)
+    );
+    CREATE INDEX staff_number ON staff(site, staff_no, revoked);
+    CREATE INDEX staff_unpublished ON staff(published_version, version);
     """,
 )
 

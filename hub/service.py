@@ -4,13 +4,13 @@ Components start in one order and stop in the reverse, each guarded so that
 one failure is logged with context (docs/design.md):
 
 1. the archive file (:mod:`hub.db`) and the books on it (archive, orders,
-   tokens, alerts), on one worker thread (:class:`hub.db.Runner`);
+   staff codes, tokens, alerts), on one worker thread (:class:`hub.db.Runner`);
 2. the signing keys (:mod:`hub.keys`);
 3. the HTTP API (Starlette on uvicorn, on a socket bound here so that a
    taken port is a clear error, not an exit from inside uvicorn);
 4. the MQTT link (:class:`hub.ingest.MqttLink`);
-5. the timers: gap fetches, alert conditions and deliveries, order
-   publishing, Home Assistant state, the systemd watchdog.
+5. the timers: gap fetches, alert conditions and deliveries, order and
+   staff code publishing, Home Assistant state, the systemd watchdog.
 
 systemd: ``READY=1`` once all are up, ``WATCHDOG=1`` from the timers loop
 (a stalled loop gets the hub restarted), ``STOPPING=1`` on SIGTERM, which
@@ -41,6 +41,7 @@ from hub.gaps import GapFiller
 from hub.ingest import MqttLink, Msg
 from hub.keys import load_keys
 from hub.orders import OrderBook
+from hub.staff import StaffBook
 from hub.tokens import Tokens
 from hub.web import AppContext, create_app
 from protocol import topics
@@ -138,6 +139,7 @@ class Service:
         self.runner = Runner()
         self.archive = SqliteArchive(self.db, cfg.site_ids, cfg.limits)
         self.orders = OrderBook(self.db, cfg, self.keys.hub)
+        self.staff = StaffBook(self.db, cfg, self.keys.hub)
         self.tokens = Tokens(self.db)
         self.alerts = AlertBook(self.db)
         self.engine = AlertEngine(self.alerts, cfg, self.clock())
@@ -166,6 +168,8 @@ class Service:
             alerts_changed=self._alerts_changed,
             extra={"gaps": self.gaps, "dispatcher": self.dispatcher},
             console=self.console,
+            staff=self.staff,
+            staff_changed=self._wake.set,
         )
         self.link = MqttLink(
             cfg.mqtt, filters(cfg), self._handle, on_connect=self._on_connect, rng=self.rng
@@ -281,6 +285,7 @@ class Service:
     def _steps(self) -> Iterator[tuple[str, Any]]:
         yield "gap and alert", self._tick()
         yield "order publishing", self._publish_orders()
+        yield "staff code publishing", self._publish_staff()
         yield "home assistant", self._home_assistant()
         yield "alert delivery", self.deliverer.run_once(self.clock())
 
@@ -298,6 +303,15 @@ class Service:
             if not await self.link.publish(topic, payload, retain=True):
                 return
             await self.runner.call(self.orders.published, site, oid, version)
+
+    async def _publish_staff(self) -> None:
+        """As orders: stored first, published retained when the broker takes them."""
+        if not self.link.connected.is_set():
+            return
+        for site, sid, version, topic, payload in await self.runner.call(self.staff.unpublished):
+            if not await self.link.publish(topic, payload, retain=True):
+                return
+            await self.runner.call(self.staff.published, site, sid, version)
 
     async def _home_assistant(self) -> None:
         if not self.cfg.homeassistant.enabled or not self.link.connected.is_set():

@@ -15,12 +15,15 @@ longest pickup entry. One more digit after it asks for an action:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from protocol.canonical import check_value
 from protocol.errors import ValidationError
 from protocol.orders import int_field, text_field, time_field, validate_secret
+from protocol.times import format_time, parse_time, plausible
 from protocol.topics import ID_RE, valid_site
 
 ROLES = ("staff", "courier")
@@ -29,6 +32,13 @@ MAX_SCHEDULE = 14
 _HHMM = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])\Z")
 #: the digit after a staff code, before #: what it asks the door to do
 STAFF_ACTIONS = {"1": "open", "7": "day_on", "0": "day_off"}
+#: the action -> its digit (what the owner's tools tell the person)
+ACTION_KEYS = {v: k for k, v in STAFF_ACTIONS.items()}
+DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+_HOURS = re.compile(
+    r"^(?P<d1>[a-z]{3})(?:-(?P<d2>[a-z]{3}))?\s+(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})\Z"
+)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def fail(reason: str, message: str) -> ValidationError:
@@ -178,3 +188,89 @@ def in_schedule(schedule: tuple[Window, ...], weekday: int, hhmm: str) -> bool:
         elif (weekday in w.days and hhmm >= w.start) or (prev in w.days and hhmm < end):
             return True  # a window past midnight
     return False
+
+
+# ----- what the owner's tools (kioskctl, the hub's console) share -------------------
+
+
+def parse_hours(text: str) -> dict[str, Any]:
+    """``Mon-Sat 05:00-07:00`` (or ``Sun 09:00-12:00``, ``Sat-Mon 22:00-02:00``)
+    to a schedule window; raises ValidationError (``bad_schedule``)."""
+    m = _HOURS.match(text.strip().lower())
+    if not m or m["d1"] not in DAYS or (m["d2"] and m["d2"] not in DAYS):
+        raise fail("bad_schedule", "expected days and a time span like 'Mon-Sat 05:00-07:00'")
+    first, last = DAYS[m["d1"]], DAYS[m["d2"] or m["d1"]]
+    days = (
+        list(range(first, last + 1)) if first <= last else [*range(first, 8), *range(1, last + 1)]
+    )
+    return {"days": days, "from": _hhmm(m["start"], "from"), "until": _hhmm(m["end"], "until")}
+
+
+def parse_schedule(texts: Sequence[str]) -> list[dict[str, Any]]:
+    """Several :func:`parse_hours` windows (blank ones skipped), at most MAX_SCHEDULE."""
+    windows = [parse_hours(t) for t in texts if t.strip()]
+    if len(windows) > MAX_SCHEDULE:
+        raise fail("bad_schedule", f"at most {MAX_SCHEDULE} windows of weekly hours")
+    return windows
+
+
+def parse_when(text: str, tz: tzinfo = UTC) -> float:
+    """An RFC 3339 time, or a date ``YYYY-MM-DD`` (its midnight in ``tz``);
+    raises ValidationError (``bad_time``). ``tz`` is passed in: no zone files
+    are read here."""
+    value = text.strip()
+    try:
+        if not _DATE.match(value):
+            return parse_time(value)
+        t = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=tz).timestamp()
+    except ValueError as exc:
+        raise fail("bad_time", f"expected a date YYYY-MM-DD or an RFC 3339 time ({exc})") from None
+    if not plausible(t):
+        raise fail("bad_time", "outside the plausible range 2020-01-01 to 2100-01-01")
+    return t
+
+
+def staff_document(
+    *,
+    site: str,
+    staff_id: str,
+    staff_no: str,
+    name: str,
+    role: str,
+    secret: str,
+    issued_at: float,
+    version: int = 1,
+    valid_from: float | None = None,
+    valid_until: float | None = None,
+    schedule: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """The unsigned staff document (check it with :func:`validate_staff`, then sign)."""
+    doc: dict[str, Any] = {
+        "v": 1,
+        "site": site,
+        "staff_id": staff_id,
+        "version": version,
+        "issued_at": format_time(issued_at),
+        "staff_no": staff_no,
+        "name": name,
+        "role": role,
+        "otp": {"secret": secret, "digits": STAFF_DIGITS, "period": 30},
+    }
+    if valid_from is not None:
+        doc["valid_from"] = format_time(valid_from)
+    if valid_until is not None:
+        doc["valid_until"] = format_time(valid_until)
+    if schedule:
+        doc["schedule"] = [dict(w) for w in schedule]
+    return doc
+
+
+def revocation(doc: dict[str, Any], issued_at: float) -> dict[str, Any]:
+    """The next version of a staff document, ``"revoked": true`` (unsigned).
+
+    It keeps the secret, so the kiosk still recognises the code and refuses
+    it as ``staff_revoked`` (not as a wrong code), naming the person.
+    """
+    new = {k: v for k, v in doc.items() if k != "sig"}
+    new.update(version=int(doc["version"]) + 1, issued_at=format_time(issued_at), revoked=True)
+    return new

@@ -41,6 +41,8 @@ class Console:
     publish: Publish = _not_connected
     #: CSV imports waiting for "store them" after their preview (id -> rows), bounded
     previews: dict[str, Any] = field(default_factory=dict)
+    #: new staff codes waiting for their one showing (token -> code), bounded
+    once: dict[str, Any] = field(default_factory=dict)
     _slots: asyncio.Semaphore | None = None
 
     @property

@@ -63,6 +63,8 @@ ACTIONS = (
     "alert_unmuted",
     "browser_key_added",
     "browser_key_revoked",
+    "staff_added",
+    "staff_revoked",
 )
 
 

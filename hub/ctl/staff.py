@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import secrets
 import time
 from typing import Any
@@ -22,44 +21,30 @@ from hub.ctl.config import Settings, SubParsers
 from hub.ctl.keys import load_private_key
 from hub.ctl.mqtt import Connection, CtlError, UsageError
 from hub.ctl.words import clean
+from protocol import staff as staff_doc
 from protocol import topics
 from protocol.canonical import decode_json_object
 from protocol.errors import ValidationError
 from protocol.keys import sign_document
 from protocol.otp import new_secret, otpauth_uri
-from protocol.staff import ROLES, STAFF_ACTIONS, STAFF_DIGITS, validate_staff
-from protocol.times import format_time, parse_time
+from protocol.staff import ACTION_KEYS, ROLES, STAFF_DIGITS, validate_staff
 from protocol.topics import ID_RE
-
-DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
-_HOURS = re.compile(
-    r"^(?P<d1>[a-z]{3})(?:-(?P<d2>[a-z]{3}))?\s+(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$"
-)
 
 
 def parse_hours(text: str) -> dict[str, Any]:
     """``Mon-Sat 05:00-07:00`` (or ``Sun 09:00-12:00``) to a schedule window."""
-    m = _HOURS.match(text.strip().lower())
-    if not m or m["d1"] not in DAYS or (m["d2"] and m["d2"] not in DAYS):
-        raise UsageError(
-            f"--hours {text!r}: expected days and a time span like 'Mon-Sat 05:00-07:00'"
-        )
-    first, last = DAYS[m["d1"]], DAYS[m["d2"] or m["d1"]]
-    days = (
-        list(range(first, last + 1)) if first <= last else [*range(first, 8), *range(1, last + 1)]
-    )
-    return {"days": days, "from": m["start"], "until": m["end"]}
+    try:
+        return staff_doc.parse_hours(text)
+    except ValidationError as err:
+        raise UsageError(f"--hours {text!r}: {err}") from None
 
 
 def parse_when(text: str, flag: str) -> float:
     """An RFC 3339 time, or a date YYYY-MM-DD (midnight UTC)."""
-    value = text.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        value += "T00:00:00Z"
     try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag} {text!r}: {exc}") from None
+        return staff_doc.parse_when(text)
+    except ValidationError as err:
+        raise UsageError(f"{flag} {text!r}: {err}") from None
 
 
 def fetch_staff(conn: Connection, site: str, width: int) -> dict[str, dict[str, Any]]:
@@ -94,24 +79,18 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     staff_id = args.id or f"S-{number}-{secrets.token_hex(2)}"
     if not ID_RE.match(staff_id):
         raise UsageError(f"--id {staff_id!r} is not valid ([A-Za-z0-9_.-]{{1,64}})")
-    now = time.time()
-    doc: dict[str, Any] = {
-        "v": 1,
-        "site": site,
-        "staff_id": staff_id,
-        "version": 1,
-        "issued_at": format_time(now),
-        "staff_no": number,
-        "name": args.name,
-        "role": args.role,
-        "otp": {"secret": new_secret(), "digits": STAFF_DIGITS, "period": 30},
-    }
-    if args.valid_from:
-        doc["valid_from"] = format_time(parse_when(args.valid_from, "--from"))
-    if args.valid_until:
-        doc["valid_until"] = format_time(parse_when(args.valid_until, "--until"))
-    if args.hours:
-        doc["schedule"] = [parse_hours(h) for h in args.hours]
+    doc = staff_doc.staff_document(
+        site=site,
+        staff_id=staff_id,
+        staff_no=number,
+        name=args.name,
+        role=args.role,
+        secret=new_secret(),
+        issued_at=time.time(),
+        valid_from=parse_when(args.valid_from, "--from") if args.valid_from else None,
+        valid_until=parse_when(args.valid_until, "--until") if args.valid_until else None,
+        schedule=[parse_hours(h) for h in args.hours or ()],
+    )
     try:
         validate_staff(doc, site=site, width=width)
     except ValidationError as err:
@@ -135,9 +114,8 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     print(f"staff number: {doc['staff_no']}")
     print(
         f"at the door: {doc['staff_no']} + the {STAFF_DIGITS}-digit code from the app + #"
-        f"  (then {next(k for k, v in STAFF_ACTIONS.items() if v == 'day_on')} before # "
-        f"switches day mode on, {next(k for k, v in STAFF_ACTIONS.items() if v == 'day_off')} "
-        "off, in staffed hours)"
+        f"  (then {ACTION_KEYS['day_on']} before # switches day mode on, "
+        f"{ACTION_KEYS['day_off']} off, in staffed hours)"
     )
     if args.qr:
         import segno
@@ -161,9 +139,7 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
         doc = held.get(args.staff_id)
         if doc is None:
             raise CtlError(f"the broker holds no staff code {args.staff_id} for site {site}")
-        new = {k: v for k, v in doc.items() if k != "sig"}
-        new.update(version=int(doc["version"]) + 1, issued_at=format_time(time.time()))
-        new["revoked"] = True
+        new = staff_doc.revocation(doc, time.time())
         publish(conn, new, key_path)
     print(f"staff code {args.staff_id} revoked (version {new['version']}): it no longer opens")
     return 0

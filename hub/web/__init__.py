@@ -26,6 +26,7 @@ from hub.config import Config
 from hub.console import Console
 from hub.db import Runner
 from hub.orders import OrderBook
+from hub.staff import StaffBook
 from hub.tokens import Tokens
 
 
@@ -47,6 +48,10 @@ class AppContext:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the owner's console and the customers' pages (None: the JSON API only)
     console: Console | None = None
+    #: staff and courier codes the console issues (None: no Staff page)
+    staff: StaffBook | None = None
+    #: called after a staff code changed, so the publisher sends it at once
+    staff_changed: Callable[[], None] = lambda: None
 
 
 def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:

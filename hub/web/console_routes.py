@@ -25,6 +25,7 @@ from hub.web import (
     console_alerts,
     console_orders,
     console_sites,
+    console_staff,
     console_unlock,
     i18n,
 )
@@ -73,6 +74,7 @@ def routes() -> list[BaseRoute]:
         *console_sites.routes(),
         *console_alerts.routes(),
         *console_unlock.routes(),
+        *console_staff.routes(),
         *console_orders.routes(),
         Mount("/static", app=StaticFiles(packages=[("hub.web", "static")]), name="static"),
     ]

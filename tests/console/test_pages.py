@@ -18,6 +18,7 @@ PAGES = (
     "/console/sites",
     "/console/sites/shop-a/tonight",
     "/console/sites/shop-a/unlock",
+    "/console/sites/shop-a/staff",
     "/console/alerts",
     "/console/orders",
     "/console/account",

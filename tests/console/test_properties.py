@@ -5,11 +5,13 @@ a 5xx."""
 
 from __future__ import annotations
 
+import json
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.console import Env, make_env
@@ -201,3 +203,60 @@ def test_timeline_filters(
         params={"from": start, "to": end, "type": kind, "order": order},
     )
     assert c.status_code in (200, 422)
+
+
+STAFF = {
+    "name": "林师傅",
+    "role": "courier",
+    "valid_from": "2026-06-01",
+    "valid_until": "2026-12-31",
+    "hours": "Mon-Sat 05:00-07:00",
+}
+_day = st.sampled_from(["Mon", "tue", "WED", "Thu", "Fri", "Sat", "Sun", "Fun", ""])
+_hhmm = st.tuples(st.integers(0, 26), st.integers(0, 61)).map(lambda t: f"{t[0]:02d}:{t[1]:02d}")
+_window = st.builds(lambda a, b, s, e: f"{a}-{b} {s}-{e}", _day, _day, _hhmm, _hhmm)
+_dates = st.dates(min_value=date(2019, 12, 25), max_value=date(2100, 1, 5)).map(str)
+staff_value = st.one_of(
+    field,
+    _dates,
+    st.lists(_window, max_size=16).map("\n".join),
+    st.sampled_from(["staff", "courier", "owner", "2026-02-30", "2026-05-29"]),
+)
+
+
+@FORM
+@given(mutate=st.dictionaries(st.sampled_from([*sorted(STAFF), "extra"]), staff_value, max_size=4))
+@example(mutate={"valid_from": "2099-12-31", "valid_until": "2099-12-31"})  # the last day there is
+@example(mutate={"hours": "Sun-Sat 24:00-00:00"})
+def test_staff_form(env: Env, mutate: dict[str, str]) -> None:
+    from zoneinfo import ZoneInfo
+
+    from protocol.staff import validate_staff
+
+    body = {**STAFF, **mutate}
+    db = env.ctx.archive.db
+    before = db.query("SELECT staff_id FROM staff")
+    r = env.post("/console/sites/shop-a/staff", body)
+    event(f"staff form answered {r.status_code}")
+    assert r.status_code < 500
+    after = db.query("SELECT * FROM staff ORDER BY rowid")
+    if r.status_code != 303:
+        assert r.status_code in (409, 422), r.status_code
+        assert 'class="field-error"' in r.text
+        assert len(after) == len(before)
+        return
+    assert len(after) == len(before) + 1
+    row = after[-1]
+    doc = validate_staff(json.loads(row["doc"]), site="shop-a", width=3)
+    assert doc.name == body["name"].strip() and doc.role == body["role"].strip()
+    lines = [x for x in body["hours"].replace(";", "\n").splitlines() if x.strip()]
+    assert len(doc.schedule) == len(lines)
+    start = body["valid_from"].strip()
+    if start:
+        midnight = datetime.fromisoformat(start).replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+        assert doc.valid_from == midnight.timestamp()
+    if doc.valid_until is not None:
+        assert doc.valid_until > env.clock() and doc.valid_until > (doc.valid_from or 0)
+    shown = env.client.get(r.headers["location"])
+    assert shown.status_code == 200 and doc.secret[:4] in shown.text
+    assert env.client.get(r.headers["location"]).status_code == 410

@@ -110,6 +110,7 @@ def context(tmp: Path, cfg_path: Path | None = None, clock: FakeClock | None = N
     from hub.db import Runner
     from hub.keys import load_keys
     from hub.orders import OrderBook
+    from hub.staff import StaffBook
     from hub.tokens import Tokens
     from hub.web import AppContext
 
@@ -125,6 +126,7 @@ def context(tmp: Path, cfg_path: Path | None = None, clock: FakeClock | None = N
         runner=Runner(),
         clock=clock or FakeClock(),
         extra={"keys": keys},
+        staff=StaffBook(db, cfg, keys.hub),
     )
 
 
