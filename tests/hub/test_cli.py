@@ -57,7 +57,8 @@ def test_events_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     evs = chain("shop-a", 5)
     a.ingest(live("shop-a", evs[:2] + evs[3:]), T0)
     code, _, err = run(cfg, "verify", "shop-a", capsys=capsys)
-    assert code == 1 and "gap: seq 3 missing" in err
+    # docs/hub.md quotes this line
+    assert code == 1 and err == "pickup-hub: shop-a: gap: seq 3 missing (verified 1..2)\n"
     a.ingest(live("shop-a", evs[2:3]), T0)
     assert run(cfg, "verify", "shop-a", capsys=capsys)[:2] == (0, "5\n")
     out = hub_cli("events", "shop-a", "--json", "--since", "2", config=cfg)
