@@ -31,15 +31,21 @@ TOP |= {"systemd", "docs", ".ci"}
 def spans() -> Iterator[tuple[str, int, str]]:
     """(file, line, text) of every inline code span and every fenced command line."""
     for doc in DOCS:
-        fenced = False
+        fenced, shell = False, False
         for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
             if line.lstrip().startswith("```"):
                 fenced = not fenced
+                shell = line.strip().removeprefix("```") in ("sh", "console")
                 continue
             name = doc.relative_to(ROOT).as_posix()
             if fenced:
-                cmd = line.strip().removeprefix("$ ").removeprefix("sudo -u pickup-kiosk ")
-                if cmd.split(" ")[:1] and cmd.split(" ")[0] in PARSERS:
+                # commands: every line of a shell block, the "$ " lines of any other
+                # (the rest of those is output, which may start with a word like kiosk)
+                cmd = line.strip()
+                if not shell and not cmd.startswith("$ "):
+                    continue
+                cmd = cmd.removeprefix("$ ").removeprefix("sudo -u pickup-kiosk ")
+                if cmd.split(" ")[0] in PARSERS:
                     yield name, n, cmd
                 continue
             for text in re.findall(r"`([^`\n]+)`", line):
