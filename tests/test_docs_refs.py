@@ -12,6 +12,7 @@ import argparse
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,27 @@ def test_the_checker_accepts_real_commands() -> None:
         "kioskctl logs --site wuhan-caidian-01 --last 50",
     ):
         assert check_command(line.split()) is None, line
+
+
+def test_every_documented_benchmark_option_exists() -> None:
+    """``bench/X.py --opt`` in the docs: the script exists, takes --help and has --opt."""
+    used: dict[str, set[str]] = {}
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for script, rest in re.findall(r"(bench/\w+\.py)([^#`\n]*)", text):
+            used.setdefault(script, set()).update(re.findall(r"(?<!\w)--[a-z][a-z-]*", rest))
+    assert len(used) >= 7, used  # every benchmark the docs run
+    wrong = []
+    for script, options in sorted(used.items()):
+        out = subprocess.run(
+            [sys.executable, script, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0 or "Traceback" in out.stderr:
+            wrong.append(f"{script} --help: exit {out.returncode}\n{out.stderr[-500:]}")
+            continue
+        wrong += [f"{script} has no {opt}" for opt in sorted(options) if opt not in out.stdout]
+    assert not wrong, "\n".join(wrong)
