@@ -57,8 +57,8 @@ def in_order(wanted: list[str], printed: list[str]) -> list[str]:
     return [w for w in wanted if not any(w == p for p in rest)]
 
 
-def log_in(console: str) -> str:
-    """Log in with the printed demo login as a browser does; the Sites page."""
+def log_in(console: str) -> tuple[urllib.request.OpenerDirector, str]:
+    """Log in with the printed demo login as a browser does: the session, the Sites page."""
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     with opener.open(console + "login", timeout=10) as r:
@@ -69,7 +69,7 @@ def log_in(console: str) -> str:
     body = urllib.parse.urlencode(form).encode()
     with opener.open(console + "login", data=body, timeout=10) as r:
         assert r.status == 200 and r.url.endswith("/console/"), r.url
-        return str(r.read().decode())
+        return opener, str(r.read().decode())
 
 
 class Reader:
@@ -107,8 +107,11 @@ def test_the_whole_system_runs_and_a_sample_code_opens_the_door(tmp_path: Path) 
         with urllib.request.urlopen(console.group(1), timeout=5) as r:  # the login page
             assert "pickup-demo" not in r.read().decode()  # the page does not leak the login
             assert r.status == 200
-        sites = log_in(console.group(1))
+        session, sites = log_in(console.group(1))
         assert "demo-site" in sites and "demo" in sites
+        tonight = console.group(1) + "sites/demo-site/tonight"
+        with session.open(tonight, timeout=10) as r:
+            assert "李*云" not in r.read().decode()  # nobody has come yet
         # README.md shows the output as it is (every placeholder aside), once all four
         # orders' codes are printed
         wait_for(lambda: re.search(r"\d{9}#.*paid\s+slot -", out.text()), 60, "the codes")
@@ -150,6 +153,9 @@ def test_the_whole_system_runs_and_a_sample_code_opens_the_door(tmp_path: Path) 
             return [e for e in items if e.get("type") == "order_collected"]
 
         wait_for(archived, 60, "the hub to archive the collection")
+        # "the entry appears in Tonight": DEMO-0001 is 李少云's, masked as on the door
+        with session.open(tonight, timeout=10) as r:
+            assert "李*云" in r.read().decode()
         proc.stdin.write("q")
         proc.stdin.flush()
         proc.wait(60)
