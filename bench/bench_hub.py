@@ -20,6 +20,7 @@ Also the hub's peak resident memory (VmHWM) under that load. Budgets
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -143,8 +144,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
-    sites = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    per_site = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("sites", nargs="?", type=int, default=1000, help="default 1000")
+    parser.add_argument("per_site", nargs="?", type=int, default=100, help="events per site")
+    args = parser.parse_args()
+    sites, per_site = args.sites, args.per_site
     n = sites * per_site
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

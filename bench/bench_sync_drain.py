@@ -13,6 +13,7 @@ docs/design.md budget: agent <= 2 x bare.
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import sys
@@ -95,8 +96,11 @@ def agent(port: int, db: Path, n: int, round_no: int) -> float:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("events", nargs="?", type=int, default=10_000, help="default 10000")
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="default 3")
+    args = parser.parse_args()
+    n, rounds = args.events, args.rounds
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = work / "drain.db"

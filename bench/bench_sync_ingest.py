@@ -12,6 +12,7 @@ docs/design.md budget: agent <= 2 x bare.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import statistics
@@ -112,8 +113,11 @@ def agent(port: int, n: int, round_no: int, work: Path, db: str = "") -> float:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("orders", nargs="?", type=int, default=10_000, help="default 10000")
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="default 3")
+    args = parser.parse_args()
+    n, rounds = args.orders, args.rounds
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # mosquitto drops what exceeds max_queued_messages (default 1,000) even for

@@ -541,9 +541,7 @@ class SqliteArchive:
                 return VerifyResult(False, tail.seq, f"seq {tail.seq + 1}: unreadable ({err})")
             seq = int(ev["seq"])
             if seq != tail.seq + 1:
-                return VerifyResult(
-                    False, tail.seq, f"gap: seq {tail.seq + 1} to {seq - 1} missing"
-                )
+                return VerifyResult(False, tail.seq, f"gap: {_span(tail.seq + 1, seq - 1)} missing")
             verdict = link(tail, ev)
             if verdict.verdict is not Verdict.VERIFIED:
                 return VerifyResult(
@@ -557,9 +555,12 @@ class SqliteArchive:
             )
         gap = state.missing()
         if gap is not None:
-            first, last = gap
-            span = f"seq {first}" if first == last else f"seq {first} to {last}"
-            return VerifyResult(False, tail.seq, f"gap: {span} missing")
+            return VerifyResult(False, tail.seq, f"gap: {_span(*gap)} missing")
         if tail.seq == 0:
             return VerifyResult(False, 0, "no events archived yet")
         return VerifyResult(True, tail.seq, "")
+
+
+def _span(first: int, last: int) -> str:
+    """``seq 3`` or ``seq 3 to 5``: one wording for every gap verify names."""
+    return f"seq {first}" if first == last else f"seq {first} to {last}"

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from hub import config as hub_config
 from hub.errors import ArchiveError, ConfigError, HubError, KeyFileError, RequestError
+from protocol.orders import STATUSES
 
 EXIT_FAIL = 1
 EXIT_USAGE = 2
@@ -41,47 +42,55 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pickup-hub",
         parents=[common],
         description="The pickup hub: archives every kiosk's events, publishes orders, alerts.",
-        epilog="Exit codes: 0 ok, 1 failed, 2 bad configuration or arguments. See docs/hub.md.",
+        epilog=(
+            "Exit codes: 0 ok, 1 failed, 2 bad configuration or arguments, 130 interrupted."
+            " See docs/hub.md."
+        ),
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("serve", parents=[common], help="run the hub (systemd runs this)")
     s = sub.add_parser("sites", parents=[common], help="the state of each site")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="as JSON")
     s = sub.add_parser("events", parents=[common], help="a site's archived events")
-    s.add_argument("site")
+    s.add_argument("site", help="a [[site]] id of hub.toml")
     s.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after SEQ")
     s.add_argument("--json", action="store_true", help="JSON lines, exactly as published")
     s = sub.add_parser(
         "verify", parents=[common], help="check a site's archived chain: 1..N, no gap"
     )
-    s.add_argument("site")
+    s.add_argument("site", help="a [[site]] id of hub.toml")
     s = sub.add_parser("keygen", parents=[common], help="make the hub key and the auditor key")
     s.add_argument("--force", action="store_true", help="replace existing key files")
     t = sub.add_parser("token", parents=[common], help="API bearer tokens").add_subparsers(
         dest="token_cmd", required=True, metavar="ACTION"
     )
     s = t.add_parser("add", parents=[common], help="make a token (printed once)")
-    s.add_argument("name")
+    s.add_argument("name", help="the integration it is for, e.g. shop-backend")
     s = t.add_parser("list", parents=[common], help="list tokens (never the tokens themselves)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="as JSON")
     s = t.add_parser("revoke", parents=[common], help="revoke a token")
-    s.add_argument("name")
+    s.add_argument("name", help="the token's name")
     o = sub.add_parser("orders", parents=[common], help="import or list orders").add_subparsers(
         dest="orders_cmd", required=True, metavar="ACTION"
     )
     s = o.add_parser("import", parents=[common], help="import a CSV or JSON file (all or nothing)")
-    s.add_argument("file")
+    s.add_argument("file", help="FILE.csv, or FILE.json: an object, an array or JSON lines")
     s = o.add_parser("list", parents=[common], help="list orders (never their secrets)")
-    s.add_argument("--site")
-    s.add_argument("--status")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--site", help="only this site (default: every site)")
+    s.add_argument(
+        "--status",
+        choices=(*STATUSES, "active", "expired"),
+        metavar="STATUS",
+        help="one of %(choices)s",
+    )
+    s.add_argument("--json", action="store_true", help="as JSON")
     s = sub.add_parser(
         "doctor", parents=[common], help="check keys, archive, broker, notifications"
     )
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="as JSON")
     s.add_argument("--send-test", action="store_true", help="also send a test notification")
     s = sub.add_parser("backup", parents=[common], help="a consistent copy of the archive")
-    s.add_argument("file")
+    s.add_argument("file", help="a new file (never overwritten)")
     cfg_sub = sub.add_parser("config", parents=[common], help="check or show hub.toml")
     c = cfg_sub.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
     c.add_parser("check", parents=[common], help="exit 0 for a valid file")
@@ -91,8 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="a console account (the password from stdin when it is not a terminal)",
     )
-    s.add_argument("name")
-    s.add_argument("--role", choices=("owner", "staff"), required=True)
+    s.add_argument("name", help="the account's login name")
+    s.add_argument(
+        "--role",
+        choices=("owner", "staff"),
+        required=True,
+        help="owner: everything; staff: sees, cannot change",
+    )
     s.add_argument(
         "--replace", action="store_true", help="set a new password and role; ends its sessions"
     )
@@ -281,8 +295,12 @@ def cmd_backup(cfg: hub_config.Config, args: argparse.Namespace) -> int:
     from hub.db import Database
 
     db = Database(cfg.hub.archive, create=False)
-    db.backup(args.file)
-    db.close()
+    try:
+        db.backup(args.file)
+    except OSError as err:
+        raise ArchiveError(f"cannot create {args.file}: {err.strerror or err}") from err
+    finally:
+        db.close()
     print(f"archive copied to {args.file}")
     return 0
 

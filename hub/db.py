@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -188,7 +189,7 @@ class Database:
                 self.path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self._journal_wal(10.0)
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA foreign_keys=ON")
@@ -198,6 +199,20 @@ class Database:
         except OSError as exc:
             raise ArchiveError(f"{self.path}: cannot create the archive: {exc.strerror}") from None
         self._depth = 0
+
+    def _journal_wal(self, timeout_s: float) -> None:
+        # Two processes creating the file at once (serve starting while `token
+        # add` runs): switching to WAL needs the file to itself for an instant,
+        # and SQLite answers "database is locked" at once instead of waiting.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self) -> None:
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])

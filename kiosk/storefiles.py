@@ -40,16 +40,22 @@ def create_private(path: Path) -> None:
 
     Raises OSError when the file cannot be created (the caller says so).
     """
-    # O_RDONLY: an existing file on a read-only card still opens (SQLite then
-    # says what it can do with it); O_CREAT makes a new one with mode 0600.
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+    # An existing store is never opened here: closing any descriptor of a file
+    # drops every POSIX lock this process holds on it, SQLite's included, so a
+    # second Store in one process (``kiosk run``: door and sync) would let
+    # another process delete the live -wal under the first one.
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE)
+    except FileExistsError:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
         if mode != PRIVATE:
             try:
-                os.fchmod(fd, PRIVATE)
+                os.chmod(path, PRIVATE)
             except OSError:
                 log.warning("%s is mode %o and not ours to tighten to 600", path, mode)
+        return
+    try:
+        os.fchmod(fd, PRIVATE)  # whatever the umask took away
     finally:
         os.close(fd)
 

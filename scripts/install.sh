@@ -39,6 +39,7 @@ UNITDIR=${UNITDIR:-/etc/systemd/system}
 PYTHON=${PYTHON:-python3}
 DRY_RUN=0
 UNCONFIGURED=0
+WROTE_EXAMPLE=0  # install_config wrote (or, dry run, would write) the example
 ENABLE=1
 WITH_HUB=0
 
@@ -264,6 +265,7 @@ install_config() {
     fi
     fs_run install -m 0640 "$tmp" "$DESTDIR$CONF"
     rm -f "$tmp"
+    WROTE_EXAMPLE=1
     # root owns it (the services cannot change their own config); the
     # service group reads it (it may hold the broker password).
     sys_run chown "root:$SERVICE_USER" "$CONF"
@@ -354,6 +356,8 @@ start_services() {
 # and nobody has edited it yet).
 config_is_the_example() {
     local conf=$DESTDIR$CONF
+    # Just written from the example: so even in a dry run, where it is not.
+    ((WROTE_EXAMPLE)) && return 0
     [[ -r $conf ]] || return 1
     awk '
         /^[[:space:]]*\[/ { in_site = ($0 ~ /^[[:space:]]*\[site\][[:space:]]*(#.*)?$/); next }

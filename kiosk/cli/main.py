@@ -362,11 +362,26 @@ def cmd_relock(cfg_path: str | None, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 for an option; argparse prints the message."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return n
+
+
 def cmd_screenshots(cfg: Config, args: argparse.Namespace) -> int:
     from hardware.display import render_all
 
     out = Path(args.dir)
-    paths = render_all(out)
+    try:
+        paths = render_all(out)
+    except OSError as err:
+        print(f"kiosk: cannot write screenshots to {out}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_FAIL
     print(f"{len(paths)} screenshots written to {out}")
     return EXIT_OK
 
@@ -474,9 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
 
     ev = sub.add_parser("events", help="print the audit trail")
-    ev.add_argument("--since", type=int, default=0, metavar="SEQ")
+    ev.add_argument("--since", type=_count, default=0, metavar="SEQ", help="only events after SEQ")
     ev.add_argument("--json", action="store_true", help="JSON lines, exactly as published")
-    ev.add_argument("--follow", action="store_true")
+    ev.add_argument("--follow", action="store_true", help="keep printing new events")
     ev.set_defaults(func=cmd_events)
     sub.add_parser("verify-log", help="check the event hash chain").set_defaults(
         func=cmd_verify_log
@@ -487,9 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     bak.set_defaults(func=cmd_backup)
 
     sec = sub.add_parser("security", help="the chance random guessing opens the door in a night")
-    sec.add_argument("--orders", type=int, default=500, metavar="N")
-    sec.add_argument("--staff", type=int, default=0, metavar="N", help="active staff codes")
-    sec.add_argument("--json", action="store_true")
+    sec.add_argument(
+        "--orders", type=_count, default=500, metavar="N", help="active orders (default 500)"
+    )
+    sec.add_argument("--staff", type=_count, default=0, metavar="N", help="active staff codes")
+    sec.add_argument("--json", action="store_true", help="the figures as one JSON object")
     sec.set_defaults(func=cmd_security)
 
     sub.add_parser("door", help="run the door daemon").set_defaults(func=cmd_door)

@@ -50,6 +50,8 @@ PLACEHOLDERS = [
     (re.compile(r"code: \d+#"), "code: <CODE>#"),
     (re.compile(r"one-time value \d+, \d+ s left"), "one-time value <OTP>, <N> s left"),
     (re.compile(r"waiting up to \d+ s for the answer to"), "waiting up to <N> s for the answer to"),
+    (re.compile(r"\bS-(\d+)-[0-9a-f]{4}\b"), r"S-\1-<HEX>"),  # a staff id's random part
+    (re.compile(r"secret=[A-Z2-7]+&"), "secret=<SECRET>&"),
 ]
 CMD_ID = PLACEHOLDERS[0][0]
 

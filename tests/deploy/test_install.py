@@ -137,6 +137,9 @@ def test_dry_run_changes_nothing(checkout: Path, root: Path) -> None:
     out = install(checkout, root, "--dry-run")
     assert tree(root) == before
     assert any("install -m 0640" in line and "kiosk.toml" in line for line in would_run(out))
+    # and it says what a real fresh install does: the kiosk stays stopped
+    assert not any(line.startswith("systemctl enable") for line in would_run(out))
+    assert "installed but stopped" in out and "The kiosk is running" not in out
 
 
 def test_uninstall_keeps_config_and_data(checkout: Path, root: Path) -> None:

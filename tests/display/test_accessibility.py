@@ -133,3 +133,11 @@ def test_report_command_prints_the_figures(capsys: pytest.CaptureFixture[str]) -
     assert a11y.main() == 0
     out = capsys.readouterr().out
     assert "WCAG AA met" in out and "aim >= 52 px" in out
+
+
+def test_the_readme_shows_what_the_measurement_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """README.md quotes ``python -m hardware.a11y``; a new screen or colour changes it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert a11y.main() == 0
+    printed = capsys.readouterr().out
+    assert f"```\n{printed}```" in readme, f"README.md should show:\n{printed}"

@@ -107,7 +107,12 @@ def test_security_json(setup: tuple[Path, Ed25519PrivateKey]) -> None:
 def test_bad_arguments_are_usage_errors(setup: tuple[Path, Ed25519PrivateKey]) -> None:
     cfg, _ = setup
     out = kiosk("events", "--since", "abc", config=cfg)
-    assert out.returncode == 2 and "invalid int value" in out.stderr
+    assert out.returncode == 2 and "'abc' is not a whole number >= 0" in out.stderr
+    out = kiosk("security", "--orders", "-1", config=cfg)
+    assert out.returncode == 2 and "'-1' is not a whole number >= 0" in out.stderr
+    out = kiosk("screenshots", str(cfg / "shots"), config=cfg)  # under a file
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("kiosk: cannot write screenshots to ")
     out = kiosk("frobnicate", config=cfg)
     assert out.returncode == 2
 

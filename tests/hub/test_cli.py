@@ -57,7 +57,8 @@ def test_events_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     evs = chain("shop-a", 5)
     a.ingest(live("shop-a", evs[:2] + evs[3:]), T0)
     code, _, err = run(cfg, "verify", "shop-a", capsys=capsys)
-    assert code == 1 and "gap: seq 3 missing" in err
+    # docs/hub.md quotes this line
+    assert code == 1 and err == "pickup-hub: shop-a: gap: seq 3 missing (verified 1..2)\n"
     a.ingest(live("shop-a", evs[2:3]), T0)
     assert run(cfg, "verify", "shop-a", capsys=capsys)[:2] == (0, "5\n")
     out = hub_cli("events", "shop-a", "--json", "--since", "2", config=cfg)
@@ -131,6 +132,8 @@ def test_errors_are_one_line(
     with pytest.raises(SystemExit) as exc:
         cli.main(["nosuch"])
     assert exc.value.code == 2
+    out = hub_cli("orders", "list", "--status", "shipped", config=good)  # a bad argument: 2
+    assert out.returncode == 2 and "invalid choice: 'shipped'" in out.stderr
 
 
 def test_backup_and_config_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,6 +148,11 @@ def test_backup_and_config_show(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     assert run(copy_cfg, "verify", "shop-a", capsys=capsys)[:2] == (0, "3\n")
     assert run(cfg, "backup", str(tmp_path / "copy.db"), capsys=capsys)[0] == 1  # never overwrites
+    code, _, err = run(cfg, "backup", str(tmp_path / "no" / "copy.db"), capsys=capsys)
+    assert (code, err) == (
+        1,
+        f"pickup-hub: cannot create {tmp_path}/no/copy.db: No such file or directory\n",
+    )
     code, out, _ = run(cfg, "config", "show", capsys=capsys)
     assert code == 0 and json.loads(out)["site"][0]["id"] == "shop-a"
 

@@ -143,3 +143,29 @@ def test_kiosk_commands_started_together_on_a_fresh_store_all_succeed(tmp_path: 
             if p.returncode != 0:
                 failures.append((round_, c, err[-300:]))
     assert failures == []
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_wal_alive(tmp_path: Path) -> None:
+    """``kiosk run`` opens the store twice in one process (door and sync). Closing
+    any descriptor of the file drops every POSIX lock the process holds on it,
+    SQLite's included; another process (``kiosk events``) closing its connection
+    then believes it is the last user and deletes the live -wal, and the door's
+    later commits go to a deleted file nobody else sees (found running the
+    README's hub walk-through: the hub archived seqs the kiosk's store lost)."""
+    path = tmp_path / "kiosk.db"
+    clock = TrustedClock(FakeClock(), synced=True)
+    door = Store(path)
+    Audit(door, "site-1").record("boot", clock.snapshot())
+    sync = Store(path)  # the second open in the same process
+    other = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(c.execute('SELECT count(*) FROM events').fetchone()[0]); c.close()"
+    )
+    count = [sys.executable, "-c", other, str(path)]
+    assert subprocess.run(count, capture_output=True, text=True, check=True).stdout == "1\n"
+    Audit(door, "site-1").record("door_opened", clock.snapshot())
+    # another process sees the door's newest commit: the -wal it went to is the live one
+    assert subprocess.run(count, capture_output=True, text=True, check=True).stdout == "2\n"
+    assert Path(f"{path}-wal").exists()
+    sync.close()
+    door.close()
