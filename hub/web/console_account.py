@@ -68,25 +68,22 @@ async def login(request: Request) -> Response:
         return _login_page(request, error=t("login.stale"), name=name[:64], status=403)
     where = address(request)
     key = name[:64]
-    wait = con.limiter.wait(key, where, c.clock())
+    well_formed = bool(NAME_RE.match(name)) and 0 < len(password) <= MAX_PASSWORD
+    stored = await c.runner.call(con.accounts.password_hash, name) if well_formed else None
+    # counted before the check, with no await between: logins sent at once cannot all
+    # pass the limit before the first of them fails (guard.LoginLimiter)
+    wait = con.limiter.attempt(key, where, c.clock(), known=stored is not None)
     if wait > 0:
         return _login_page(request, error=t("login.wait", s=int(wait) + 1), name=key, status=429)
-    ok = False
-    if NAME_RE.match(name) and 0 < len(password) <= MAX_PASSWORD:
-        stored = await c.runner.call(con.accounts.password_hash, name)
-        async with con.hash_slots:
-            ok = await asyncio.to_thread(check_password, password, stored)
-    else:
-        async with con.hash_slots:  # the same cost for a malformed name
-            await asyncio.to_thread(check_password, password[:MAX_PASSWORD], None)
+    async with con.hash_slots:  # a wrong or malformed name costs the same as a wrong password
+        ok = await asyncio.to_thread(check_password, password[:MAX_PASSWORD], stored)
     now = c.clock()
     if not ok:
-        con.limiter.failed(key, where, now)
         if NAME_RE.match(name):
             await c.runner.call(con.accounts.audit, name, "login_failed", now, address=where)
         log.info("console login failed for %r from %s", key, where)
         return _login_page(request, error=t("login.wrong"), name=key, status=401)
-    con.limiter.succeeded(key)
+    con.limiter.succeeded(key, where)
     limits = c.cfg.console
     await c.runner.call(
         con.accounts.prune_sessions,
@@ -106,6 +103,7 @@ async def logout(request: Request) -> Response:
     c = ctx(request)
     con = console(request)
     await c.runner.call(con.accounts.end_session, session.sid_hash)
+    con.live.sessions_ended(session.account.name)
     await c.runner.call(
         con.accounts.audit, session.account.name, "logout", c.clock(), address=address(request)
     )
@@ -119,6 +117,7 @@ async def logout_everywhere(request: Request) -> Response:
     c = ctx(request)
     con = console(request)
     n = await c.runner.call(con.accounts.end_everywhere, session.account.name, c.clock())
+    con.live.sessions_ended(session.account.name)
     await c.runner.call(
         con.accounts.audit,
         session.account.name,
