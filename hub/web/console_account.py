@@ -203,7 +203,7 @@ async def audit(request: Request) -> Response:
     await require(request)
     c = ctx(request)
     raw = request.query_params.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 18 else None
+    before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
     rows = await c.runner.call(console(request).accounts.audit_log, limit=100, before=before)
     from hub.web.console_sites import local_time
 

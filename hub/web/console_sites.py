@@ -138,6 +138,7 @@ def _timeline(c: AppContext, site: str, rng: Range, values: dict[str, str], befo
         section = c.cfg.site(site)
         if (
             section
+            and values["order"].isascii()
             and values["order"].isdigit()
             and len(values["order"]) == section.pickup_no_width
         ):
@@ -179,7 +180,7 @@ async def timeline(request: Request) -> Response:
     before = None
     raw = request.query_params.get("before", "")
     ts, _, seq = raw.partition(",")
-    if raw and seq.isdigit() and len(ts) == 20 and len(seq) < 17:
+    if raw and seq.isascii() and seq.isdigit() and len(ts) == 20 and len(seq) < 17:
         before = (ts, int(seq))
     lines, more = [], None
     if not errors:
@@ -276,7 +277,7 @@ async def event(request: Request) -> Response:
     await require(request)
     site = site_param(request)
     raw = str(request.path_params["seq"])
-    if not raw.isdigit() or len(raw) > 16:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
         raise RequestError(words(request)("error.http_404"), "seq", 404)
     c = ctx(request)
     con = console(request)

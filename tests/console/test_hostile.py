@@ -298,3 +298,102 @@ def test_the_customers_status_as_json_is_not_cached(env: Env) -> None:
         r = env.client.get(f"/c/{t}", headers={"Accept": "application/json"})
         assert r.headers["cache-control"] == "no-store", t
         assert re.search(r"\d{6}", r.text) is None or "pickup_no" in r.text
+
+
+PARAM_VALUES = (
+    "shop-a",
+    "nowhere",
+    "%2e%2e%2fhub.toml",
+    "%00",
+    "%E2%80%AE",
+    "9" * 40,
+    "名字",
+    "x" * 300,
+)
+
+
+def _paths(app: Any) -> list[str]:
+    """Every route's path with each hostile value in every parameter."""
+    from starlette.routing import Mount, Route
+
+    out = []
+    for route in app.routes:
+        if isinstance(route, Mount):
+            inner = [r.path for r in route.routes if isinstance(r, Route)]
+            out += [route.path + p for p in inner] or [route.path + "/console.js"]
+        elif isinstance(route, Route):
+            out.append(route.path)
+    filled = []
+    for path in out:
+        for value in PARAM_VALUES:
+            filled.append(re.sub(r"\{[^}]+\}", value, path))
+    return sorted(set(filled))
+
+
+@pytest.mark.parametrize("who", ["nobody", "staff", "owner"])
+def test_every_route_and_method_answers_plainly(tmp_path: Path, who: str) -> None:
+    """HEAD, OPTIONS, GET and odd methods on every route, with unknown sites and ids,
+    NUL, Unicode and 300-character parameters: never a 5xx, never a traceback, always
+    the safe headers."""
+    env = make_env(tmp_path)
+    env.add_account("amy", "owner")
+    env.add_account("sam", "staff")
+    from starlette.testclient import TestClient
+
+    from hub.web import create_app
+
+    client = TestClient(create_app(env.ctx), base_url="http://127.0.0.1:8080")
+    env.client = client
+    if who != "nobody":
+        env.login("amy" if who == "owner" else "sam")
+    for path in _paths(client.app):
+        if path == "/console/live":
+            continue  # a stream (test_attacks_served.py)
+        for method in ("GET", "HEAD", "OPTIONS", "PUT", "PROPFIND"):
+            r = client.request(method, path, follow_redirects=False)
+            assert r.status_code < 500, (method, path, r.status_code)
+            assert "Traceback" not in r.text and 'File "' not in r.text, (method, path)
+            assert r.headers["x-content-type-options"] == "nosniff", (method, path)
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+            if r.status_code == 405:
+                assert "allow" in r.headers, (method, path)
+
+
+NOT_ASCII_DIGITS = ("¹", "²³", "٣", "১২", "9" * 5000)
+
+
+@pytest.mark.parametrize("n", NOT_ASCII_DIGITS)
+def test_digits_that_python_calls_digits_but_int_refuses(env: Env, n: str) -> None:
+    """``"¹".isdigit()`` is True and ``int("¹")`` raises: every number the console
+    reads (a mute's minutes, an item's quantity, an event's seq, cursors, alert ids,
+    the API's query numbers) once answered 500 for one of these."""
+    env.ctx.orders.create("shop-a", {"order_id": "N-1", "status": "paid"}, env.clock())
+    r = env.post(
+        "/console/orders/new",
+        {"site": "shop-a", "order_id": "N-2", "status": "paid", "items": f"红提 {n}"},
+    )
+    assert r.status_code in (303, 422)  # a quantity of ASCII digits, else part of the name
+    if r.status_code == 303:
+        items = env.ctx.orders.get("shop-a", "N-2", env.clock())["items"]
+        assert items == [{"name": f"红提 {n}", "qty": 1, "unit": ""}]
+    posts = (
+        ("/console/mutes", {"site": "shop-a", "kind": "*", "minutes": n}),
+        (f"/console/alerts/{n[:64]}/ack", {}),
+    )
+    for path, data in posts:
+        r = env.post(path, data)
+        assert r.status_code in (404, 422), (path, r.status_code)
+    for path in (
+        f"/console/sites/shop-a/events/{n[:64]}",
+        f"/console/audit?before={n[:64]}",
+        f"/console/sites/shop-a/tonight?before=2026-05-28T00:00:00Z,{n[:64]}",
+        f"/console/sites/shop-a/tonight?order={n[:64]}",
+    ):
+        assert env.client.get(path).status_code in (200, 404, 422), path
+    token = env.ctx.tokens.add("shop", env.clock())
+    r = env.client.get(
+        f"/api/v1/sites/shop-a/events?since={n}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 400, r.text
+    assert env.ctx.alerts.mutes(env.clock()) == []
+    assert {o["order_id"] for o in env.ctx.orders.search("shop-a", env.clock())} <= {"N-1", "N-2"}
