@@ -30,6 +30,8 @@ from hub.web.views import page, words
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_NAME = "?"  # the console log's account for a failed login with no such account
+
 
 def _login_page(
     request: Request, *, error: str = "", name: str = "", status: int = 200
@@ -79,9 +81,11 @@ async def login(request: Request) -> Response:
         ok = await asyncio.to_thread(check_password, password[:MAX_PASSWORD], stored)
     now = c.clock()
     if not ok:
-        if NAME_RE.match(name):
-            await c.runner.call(con.accounts.audit, name, "login_failed", now, address=where)
-        log.info("console login failed for %r from %s", key, where)
+        # a name that is no account is often a password typed in the wrong box: it goes
+        # neither to the log nor to the console log, which staff can read
+        who = name if stored is not None else UNKNOWN_NAME
+        await c.runner.call(con.accounts.audit, who, "login_failed", now, address=where)
+        log.info("console login failed for %s from %s", who, where)
         return _login_page(request, error=t("login.wrong"), name=key, status=401)
     con.limiter.succeeded(key, where)
     limits = c.cfg.console

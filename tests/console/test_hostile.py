@@ -397,3 +397,19 @@ def test_digits_that_python_calls_digits_but_int_refuses(env: Env, n: str) -> No
     assert r.status_code == 400, r.text
     assert env.ctx.alerts.mutes(env.clock()) == []
     assert {o["order_id"] for o in env.ctx.orders.search("shop-a", env.clock())} <= {"N-1", "N-2"}
+
+
+def test_a_password_typed_as_the_name_is_never_kept(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The owner types her password into the name box: it is no account, so it is
+    neither in the hub's log nor in the console log that staff can read."""
+    secret = "Tr0ub4dor.horse-battery"
+    caplog.set_level("DEBUG")
+    env.login(secret, "whatever it is")
+    env.login("amy", "wrong password!")
+    failed = [a for a in env.console.accounts.audit_log() if a["action"] == "login_failed"]
+    assert [a["account"] for a in failed] == ["amy", "?"]
+    env.login("amy")
+    assert secret not in env.client.get("/console/audit").text
+    assert secret not in caplog.text
