@@ -413,3 +413,35 @@ def test_a_password_typed_as_the_name_is_never_kept(
     env.login("amy")
     assert secret not in env.client.get("/console/audit").text
     assert secret not in caplog.text
+
+
+def test_a_cookie_outlives_neither_its_hub_nor_its_role(tmp_path: Path) -> None:
+    """A session cookie taken to another hub (another secret), the login form's
+    cookie sent as a session, and the session of an owner demoted to staff with
+    ``adduser --replace``: none of them is a session."""
+    from hub.console.accounts import hash_password
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = make_env(tmp_path / "a"), make_env(tmp_path / "b")
+    for e in (a, b):
+        e.add_account("amy")
+    a.login("amy")
+    cookie = a.client.cookies["ph_session"]
+    b.client.cookies.set("ph_session", cookie)
+    assert b.client.get("/console/", follow_redirects=False).status_code == 303
+    b.client.cookies.clear()
+    b.client.get("/console/login")
+    b.client.cookies.set("ph_session", b.client.cookies["ph_pre"])
+    assert b.client.get("/console/", follow_redirects=False).status_code == 303
+    token = a.csrf()
+    a.console.accounts.add("amy", "staff", hash_password("a new password"), a.clock(), replace=True)
+    r = a.client.post(
+        "/console/orders/new",
+        data={"csrf": token, "site": "shop-a", "order_id": "D-1", "status": "paid"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 401 and a.ctx.orders.search("shop-a", a.clock()) == []
+    assert a.client.get("/console/orders/new", follow_redirects=False).status_code == 303
+    for method, path in (("GET", "/console/logout"), ("GET", "/console/logout-everywhere")):
+        assert a.client.request(method, path).status_code == 405  # GET never changes state
