@@ -72,6 +72,7 @@ class _Guarded(H11Protocol):
         if len(self.connections) > MAX_CONNECTIONS or (
             self.count_addresses and self._from_here() > MAX_PER_ADDRESS
         ):
+            self.connections.discard(self)  # not counted while the close is under way
             type(self)._refused += 1
             if type(self)._refused % 100 == 1:
                 log.warning(
