@@ -38,6 +38,8 @@ HTML_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
+    # a customer's link pasted somewhere public is still never indexed with its code
+    "X-Robots-Tag": "noindex, nofollow",
 }
 
 

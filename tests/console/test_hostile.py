@@ -297,6 +297,10 @@ def test_the_customers_status_as_json_is_not_cached(env: Env) -> None:
     for t in (token, "x" * 30):
         r = env.client.get(f"/c/{t}", headers={"Accept": "application/json"})
         assert r.headers["cache-control"] == "no-store", t
+        page = env.client.get(f"/c/{t}")
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["referrer-policy"] == "same-origin"
+        assert "noindex" in page.headers["x-robots-tag"]
         assert re.search(r"\d{6}", r.text) is None or "pickup_no" in r.text
 
 
