@@ -10,8 +10,8 @@ slow page never holds data for others, and a burst of changes is coalesced
 into one set per page (memory per page is bounded by the names it can
 hold, never by the number of changes). An account holds at most
 :data:`MAX_PER_ACCOUNT` streams, so one (stolen) login cannot take every
-stream from the others; a stream checks its session at each keep-alive and
-when its account logs out, and ends with the session.
+stream from the others; a stream checks its session at least every 15 s
+and when its account logs out, and ends with the session.
 
 :meth:`Live.close` ends every stream: the service calls it when it stops,
 so uvicorn is not kept waiting by open pages.

@@ -11,6 +11,7 @@ when the stream is refused, pages still work (and reload by hand).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from hub.console.live import Subscription
+from hub.console.live import KEEPALIVE_S, Subscription
 from hub.web import (
     console_account,
     console_alerts,
@@ -70,11 +71,16 @@ async def live(request: Request) -> Response:
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         yield {"event": "ready", "data": "ok", "retry": 3000}
+        checked = time.monotonic()
         async for names in sub.changes():
-            # at each keep-alive and when the account logged out: a stream ends with
-            # its session (logout everywhere, idle, a new password or role)
-            if (sub.take_recheck() or not names) and not await still_live():
-                return
+            # when the account logged out, and every KEEPALIVE_S even while changes keep
+            # coming: a stream ends with its session (logout everywhere, idle, a new
+            # password or role from `adduser --replace` in another process)
+            due = time.monotonic() - checked >= KEEPALIVE_S
+            if sub.take_recheck() or due or not names:
+                checked = time.monotonic()
+                if not await still_live():
+                    return
             if names:
                 yield {"event": "change", "data": " ".join(sorted(names))}
             else:
