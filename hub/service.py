@@ -187,10 +187,18 @@ class Service:
             def capture_signals(self) -> Any:  # the service owns the signals
                 return contextlib.nullcontext()
 
+        from hub.web import server as http_guard
+
+        http_guard.raise_file_limit()
         sock = bind(self.cfg.hub.listen)
         server = _Server(
             uvicorn.Config(
-                create_app(self.ctx), lifespan="off", log_level="warning", access_log=False
+                create_app(self.ctx),
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+                # idle and slow-head connections are closed, their number bounded
+                http=http_guard.protocol(per_address=not self.cfg.console.trust_forwarded_for),
             )
         )
         tasks: list[tuple[str, asyncio.Task[Any]]] = []

@@ -254,6 +254,21 @@ class Accounts:
         account = Account(row["name"], row["role"], int(row["generation"]))
         return Session(account, h, str(row["csrf"]), float(row["created_at"]))
 
+    def still_live(self, h: str, now: float, *, max_age_s: float, idle_s: float) -> bool:
+        """Whether the session with id hash ``h`` is live; reads only (an open page's
+        stream asks this, and must not keep an unused session from going idle)."""
+        row = self.db.one(
+            "SELECT s.created_at, s.seen_at, s.generation AS sgen, a.generation "
+            "FROM sessions s JOIN accounts a ON a.name = s.account WHERE s.sid_hash = ?",
+            (h,),
+        )
+        return (
+            row is not None
+            and int(row["sgen"]) == int(row["generation"])
+            and now - float(row["created_at"]) < max_age_s
+            and now - float(row["seen_at"]) < idle_s
+        )
+
     def end_session(self, h: str) -> None:
         with self.db.atomic() as c:
             c.execute("DELETE FROM sessions WHERE sid_hash = ?", (h,))

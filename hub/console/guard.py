@@ -104,14 +104,23 @@ class _Account:
 
 @dataclass
 class LoginLimiter:
-    """Failed logins per account and per address; see the module doc."""
+    """Failed logins per account and per address; see the module doc.
+
+    A try is counted *when it starts* (:meth:`attempt`) and forgiven when
+    it succeeds (:meth:`succeeded`): the check and the count happen with no
+    ``await`` between them, so forty logins sent at once get five password
+    checks, not forty. Names of real accounts and other names are kept in
+    separate tables, so a flood of made-up names can push out only made-up
+    names, never the count of a real account.
+    """
 
     accounts: OrderedDict[str, _Account] = field(default_factory=OrderedDict)
+    names: OrderedDict[str, _Account] = field(default_factory=OrderedDict)
     addresses: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
 
     def wait(self, account: str, address: str, now: float) -> float:
         """Seconds before another try is allowed (0: now)."""
-        a = self.accounts.get(account)
+        a = self.accounts.get(account) or self.names.get(account)
         account_wait = max(0.0, a.until - now) if a else 0.0
         q = self.addresses.get(address)
         address_wait = 0.0
@@ -122,21 +131,37 @@ class LoginLimiter:
                 address_wait = q[0] + ADDRESS_WINDOW_S - now
         return max(account_wait, address_wait)
 
-    def failed(self, account: str, address: str, now: float) -> None:
-        a = self.accounts.pop(account, None) or _Account()
+    def attempt(self, account: str, address: str, now: float, *, known: bool) -> float:
+        """Start a try: the seconds to wait (nothing counted), or 0 and the try counted
+        as a failure until :meth:`succeeded` says otherwise. ``known``: the account
+        exists (its count is never pushed out by other names)."""
+        wait = self.wait(account, address, now)
+        if wait > 0:
+            return wait
+        self.failed(account, address, now, known=known)
+        return 0.0
+
+    def failed(self, account: str, address: str, now: float, *, known: bool = True) -> None:
+        table = self.accounts if known else self.names
+        a = table.pop(account, None) or _Account()
         a.failures += 1
         if a.failures >= ACCOUNT_FREE:
             extra = a.failures - ACCOUNT_FREE
             a.until = now + min(ACCOUNT_MAX_S, ACCOUNT_BASE_S * 2 ** min(extra, 20))
-        self.accounts[account] = a
+        table[account] = a
         q = self.addresses.pop(address, None) or deque()
         q.append(now)
         while len(q) > ADDRESS_BURST:
             q.popleft()
         self.addresses[address] = q
-        for table in (self.accounts, self.addresses):
-            while len(table) > MAX_TRACKED:
-                table.popitem(last=False)
+        for t in (self.accounts, self.names, self.addresses):
+            while len(t) > MAX_TRACKED:
+                t.popitem(last=False)
 
-    def succeeded(self, account: str) -> None:
+    def succeeded(self, account: str, address: str | None = None) -> None:
+        """The right password: the account's count goes, and the try's address mark."""
         self.accounts.pop(account, None)
+        self.names.pop(account, None)
+        q = self.addresses.get(address) if address is not None else None
+        if q:
+            q.pop()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from hub.alerts import AlertBook
@@ -28,6 +29,7 @@ from hub.db import Runner
 from hub.orders import OrderBook
 from hub.staff import StaffBook
 from hub.tokens import Tokens
+from hub.web.headers import SafeHeaders
 
 
 @dataclass
@@ -76,6 +78,7 @@ def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None) 
             *(extra_routes or []),
         ],
         exception_handlers=views.exception_handlers(),
+        middleware=[Middleware(SafeHeaders)],
     )
     app.state.ctx = ctx
     return app

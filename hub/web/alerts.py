@@ -36,7 +36,7 @@ async def search(request: Request) -> Response:
 async def ack(request: Request) -> Response:
     name = await client(request)
     raw = str(request.path_params["alert_id"])
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise RequestError("an alert id is a whole number", "id", 404)
     c = ctx(request)
     alert = await c.runner.call(c.alerts.ack, int(raw), f"token:{name}", c.clock())

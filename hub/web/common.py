@@ -51,7 +51,11 @@ async def json_body(request: Request) -> dict[str, Any]:
     if kind not in ("application/json", ""):
         raise RequestError("send the body as application/json", "Content-Type", 415)
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit())
+        or len(declared) > 18
+        or int(declared) > limit
+    ):
         raise RequestError(f"the body is larger than {limit} bytes", "body", 413)
     chunks: list[bytes] = []
     size = 0
@@ -75,6 +79,6 @@ def int_query(request: Request, name: str, default: int, lo: int, hi: int) -> in
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or not lo <= int(raw) <= hi:
         raise RequestError(f"{name} must be a whole number from {lo} to {hi}", name)
     return int(raw)

@@ -30,6 +30,8 @@ from hub.web.views import page, words
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_NAME = "?"  # the console log's account for a failed login with no such account
+
 
 def _login_page(
     request: Request, *, error: str = "", name: str = "", status: int = 200
@@ -68,25 +70,24 @@ async def login(request: Request) -> Response:
         return _login_page(request, error=t("login.stale"), name=name[:64], status=403)
     where = address(request)
     key = name[:64]
-    wait = con.limiter.wait(key, where, c.clock())
+    well_formed = bool(NAME_RE.match(name)) and 0 < len(password) <= MAX_PASSWORD
+    stored = await c.runner.call(con.accounts.password_hash, name) if well_formed else None
+    # counted before the check, with no await between: logins sent at once cannot all
+    # pass the limit before the first of them fails (guard.LoginLimiter)
+    wait = con.limiter.attempt(key, where, c.clock(), known=stored is not None)
     if wait > 0:
         return _login_page(request, error=t("login.wait", s=int(wait) + 1), name=key, status=429)
-    ok = False
-    if NAME_RE.match(name) and 0 < len(password) <= MAX_PASSWORD:
-        stored = await c.runner.call(con.accounts.password_hash, name)
-        async with con.hash_slots:
-            ok = await asyncio.to_thread(check_password, password, stored)
-    else:
-        async with con.hash_slots:  # the same cost for a malformed name
-            await asyncio.to_thread(check_password, password[:MAX_PASSWORD], None)
+    async with con.hash_slots:  # a wrong or malformed name costs the same as a wrong password
+        ok = await asyncio.to_thread(check_password, password[:MAX_PASSWORD], stored)
     now = c.clock()
     if not ok:
-        con.limiter.failed(key, where, now)
-        if NAME_RE.match(name):
-            await c.runner.call(con.accounts.audit, name, "login_failed", now, address=where)
-        log.info("console login failed for %r from %s", key, where)
+        # a name that is no account is often a password typed in the wrong box: it goes
+        # neither to the log nor to the console log, which staff can read
+        who = name if stored is not None else UNKNOWN_NAME
+        await c.runner.call(con.accounts.audit, who, "login_failed", now, address=where)
+        log.info("console login failed for %s from %s", who, where)
         return _login_page(request, error=t("login.wrong"), name=key, status=401)
-    con.limiter.succeeded(key)
+    con.limiter.succeeded(key, where)
     limits = c.cfg.console
     await c.runner.call(
         con.accounts.prune_sessions,
@@ -106,6 +107,7 @@ async def logout(request: Request) -> Response:
     c = ctx(request)
     con = console(request)
     await c.runner.call(con.accounts.end_session, session.sid_hash)
+    con.live.sessions_ended(session.account.name)
     await c.runner.call(
         con.accounts.audit, session.account.name, "logout", c.clock(), address=address(request)
     )
@@ -119,6 +121,7 @@ async def logout_everywhere(request: Request) -> Response:
     c = ctx(request)
     con = console(request)
     n = await c.runner.call(con.accounts.end_everywhere, session.account.name, c.clock())
+    con.live.sessions_ended(session.account.name)
     await c.runner.call(
         con.accounts.audit,
         session.account.name,
@@ -204,7 +207,7 @@ async def audit(request: Request) -> Response:
     await require(request)
     c = ctx(request)
     raw = request.query_params.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 18 else None
+    before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
     rows = await c.runner.call(console(request).accounts.audit_log, limit=100, before=before)
     from hub.web.console_sites import local_time
 

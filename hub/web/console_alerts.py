@@ -68,7 +68,7 @@ async def alerts(
 async def ack(request: Request) -> Response:
     session, _form = await post(request)
     raw = str(request.path_params["alert_id"])
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise RequestError(words(request)("alerts.no_alert"), "id", 404)
     c = ctx(request)
     alert = await c.runner.call(
@@ -99,7 +99,8 @@ async def mute(request: Request) -> Response:
         errors["site"] = t("alerts.bad_site")
     if values["kind"] not in (*KINDS, "*"):
         errors["kind"] = t("alerts.bad_kind")
-    minutes = int(values["minutes"]) if values["minutes"].isdigit() else 0
+    raw = values["minutes"]
+    minutes = int(raw) if raw.isascii() and raw.isdigit() else 0  # not "¹": int() refuses it
     if not 0 < minutes * 60 <= MAX_MUTE_S:
         errors["minutes"] = t("alerts.bad_minutes", max=MAX_MUTE_S // 60)
     if errors:

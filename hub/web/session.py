@@ -116,7 +116,11 @@ async def require(request: Request, *, owner: bool = False) -> Session:
 async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData:
     """The posted form, its size bounded while reading; 413 beyond ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit())
+        or len(declared) > 18
+        or int(declared) > limit
+    ):
         raise RequestError(words(request)("error.too_large", n=limit // 1024), "body", 413)
     chunks: list[bytes] = []
     size = 0

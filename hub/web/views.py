@@ -38,6 +38,8 @@ HTML_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
+    # a customer's link pasted somewhere public is still never indexed with its code
+    "X-Robots-Tag": "noindex, nofollow",
 }
 
 
@@ -163,11 +165,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = exc.detail if exc.detail and exc.status_code not in _HTTP_WORDS else None
     text = message or _HTTP_WORDS.get(exc.status_code, "error")
+    extra = dict(exc.headers or {})  # a 405's Allow
     if _wants_page(request):
-        return plain_page(
+        response = plain_page(
             request, exc.status_code, words(request).get(f"error.http_{exc.status_code}", text)
         )
-    return error(exc.status_code, text, None)
+        response.headers.update(extra)
+        return response
+    return error(exc.status_code, text, None, **extra)
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
