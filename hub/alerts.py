@@ -113,7 +113,7 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("Missing events not recovered", "Missing events recovered"),
     },
     "code_guessing": {
-        "zh": ("大量错误取件码（可能有人在猜）", "错误取件码已减少"),
+        "zh": ("大量错误取货码（可能有人在猜）", "错误取货码已减少"),
         "en": ("Many wrong pickup codes (possible guessing)", "Wrong codes back to normal"),
     },
 }
