@@ -161,11 +161,20 @@ class Store(TrailQueries):
             marks = ", ".join("?" for _ in row)
             self._x(f"INSERT OR REPLACE INTO orders ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
-    def delete_order(self, order_id: str) -> bool:
+    def delete_order(self, order_id: str, now: float = 0.0) -> bool:
+        """Forget an order and its one-time-code state, keeping its tombstone."""
         with self.atomic(low=False):
+            self._bury("order", "orders", "order_id", [order_id], now)
             cur = self._x("DELETE FROM orders WHERE order_id = ?", (order_id,))
             self._x("DELETE FROM used_steps WHERE order_id = ?", (order_id,))
             return cur.rowcount > 0
+
+    # ----- tombstones: the version each forgotten document had ---------------
+
+    def forgotten_version(self, kind: str, ident: str) -> int | None:
+        """The version held when ``ident`` (kind ``order`` or ``staff``) was forgotten."""
+        rows = self._q("SELECT version FROM tombstones WHERE kind = ? AND id = ?", (kind, ident))
+        return int(rows[0]["version"]) if rows else None
 
     # ----- one-time use ---------------------------------------------------
 
@@ -209,8 +218,10 @@ class Store(TrailQueries):
             marks = ", ".join("?" for _ in row)
             self._x(f"INSERT OR REPLACE INTO staff ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
-    def delete_staff(self, staff_id: str) -> bool:
+    def delete_staff(self, staff_id: str, now: float = 0.0) -> bool:
+        """Forget a staff code and its used steps, keeping its tombstone."""
         with self.atomic():
+            self._bury("staff", "staff", "staff_id", [staff_id], now)
             cur = self._x("DELETE FROM staff WHERE staff_id = ?", (staff_id,))
             self._x("DELETE FROM used_steps WHERE order_id = ?", (staff_key(staff_id),))
             return cur.rowcount > 0
