@@ -170,8 +170,13 @@ class Commands:
             )
         except CommandRefused as err:
             # Not remembered: an unsigned message must not burn a cmd_id the owner
-            # will use. Signed-but-refused ones carry their signer.
-            self.refuse(cmd_id, None, err, snap)
+            # will use. A signed one refused here (wrong role, lifetime, args) is
+            # remembered like any signed command, so replaying it is `replayed`,
+            # which the flood limiter holds: a captured signed refusal must not be
+            # an unlimited source of events.
+            if err.signer is not None and self.store.command_state(cmd_id) is not None:
+                err = CommandRefused("replayed", signer=err.signer)
+            self.refuse(cmd_id, None, err, snap, remember=err.signer is not None)
             return
         if command.cmd != "time" and command.issued_at <= snap.now + FUTURE_SKEW_S:
             self.observe_signed(command.issued_at, snap, "command")
@@ -240,7 +245,16 @@ class Commands:
         if command is not None and command.reason_text:
             detail["reason"] = command.reason_text
         with self.store.atomic():
-            if remember and command is not None:
+            if remember and command is None and signer is not None and err.reason != "replayed":
+                self.store.record_command(
+                    cmd_id,
+                    "",
+                    received_at=snap.now,
+                    expires_at=snap.now,
+                    state="refused",
+                    error=err.reason,
+                )
+            elif remember and command is not None:
                 if err.reason == "cancelled":
                     self.store.refuse_blocked(cmd_id, name or "", command.expires_at)
                 else:
