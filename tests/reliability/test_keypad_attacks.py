@@ -165,7 +165,9 @@ def _play(rig: Rig, actions: list[str]) -> None:
     assert len(staff_uses) == _used(rig, staff_key("S-7"))
     assert len([e for e in evs if e["type"] == "code_accepted"]) == _used(rig, "K-1")
     assert relay.n <= len([e for e in evs if e["type"] == "door_unlocked"])
-    plain = json.dumps([{k: v for k, v in e.items() if k not in ("hash", "prev_hash")} for e in evs])
+    plain = json.dumps(
+        [{k: v for k, v in e.items() if k not in ("hash", "prev_hash")} for e in evs]
+    )
     for value in staff_values:
         if value != "1" * 8:
             assert value not in plain
