@@ -7,6 +7,7 @@ import os
 import random
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 
 import pyotp
@@ -17,7 +18,6 @@ from tests.support.harness import (
     DoorProc,
     check_relay_trace,
     check_store,
-    count_events,
     door_crash_campaign,
     import_orders,
     kiosk,
@@ -92,10 +92,7 @@ def test_a_code_killed_mid_entry_is_used_exactly_once_when_typed_again(tmp_path:
             door.wait_ready()
             door.keys("c" + code + "#")  # the same code again, same step
             wait_for(
-                lambda: (
-                    count_events(db, "code_accepted") + count_events(db, "code_rejected")
-                    > _outcomes_before(db, before.seq)
-                ),
+                partial(_outcomes_after, db, before.seq),
                 timeout=20,
                 what="the retyped code's outcome",
             )
@@ -111,11 +108,12 @@ def test_a_code_killed_mid_entry_is_used_exactly_once_when_typed_again(tmp_path:
     print(f"committed before the kill: {sum(outcomes)} of {len(outcomes)}")
 
 
-def _outcomes_before(db: Path, seq: int) -> int:
+def _outcomes_after(db: Path, seq: int) -> int:
+    """Codes judged (accepted or rejected) after ``seq``."""
     con = sqlite3.connect(db)
     try:
         (n,) = con.execute(
-            "SELECT count(*) FROM events WHERE seq <= ? AND type IN "
+            "SELECT count(*) FROM events WHERE seq > ? AND type IN "
             "('code_accepted', 'code_rejected')",
             (seq,),
         ).fetchone()
