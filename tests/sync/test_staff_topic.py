@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def events(store: Store, type_: str) -> list[dict[str, Any]]:
 def judged(store: Store) -> int:
     """Rejections recorded one by one plus those counted in summaries."""
     return len(events(store, "message_rejected")) + sum(
-        e["detail"]["total"] for e in events(store, "rejections_summarized")
+        int(e["detail"]["total"]) for e in events(store, "rejections_summarized")
     )
 
 
@@ -162,7 +163,7 @@ def test_staff_documents_random_mutated_and_valid_each_judged_alone(
                 payload = raw(staff(sid + "-other"))
         hub.client.publish(t, payload, qos=1, retain=rng.random() < 0.3)
     for sid in valid:
-        wait_for(lambda s=sid: store.get_staff(s), what=sid)
+        wait_for(partial(store.get_staff, sid), what=sid)
     clock.advance(61)  # the held-back rejections are summarized
     wait_for(lambda: judged(store) - before >= bad, what=f"{bad} rejections")
     assert judged(store) - before == bad
