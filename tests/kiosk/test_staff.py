@@ -252,3 +252,31 @@ def test_versions_and_forgetting_in_any_order_never_go_backwards(
         assert r.board.relay_active() == (held is not None and not held[1])
     finally:
         r.board.close()
+
+
+def test_schedule_times_from_may_not_be_24_00_until_may() -> None:
+    """``from 24:00`` would be the next day's window written on the wrong day
+    (a Monday window from 24:00 to 24:00 was all of Tuesday)."""
+    ok = {**GOOD, "schedule": [{"days": [1], "from": "22:00", "until": "24:00"}]}
+    assert validate_staff(ok, site="s", width=3).schedule[0].end == "24:00"
+    for start in ("24:00", "24:30", "23:60", "7:00"):
+        bad = {**GOOD, "schedule": [{"days": [1], "from": start, "until": "24:00"}]}
+        with pytest.raises(ValidationError) as err:
+            validate_staff(bad, site="s", width=3)
+        assert err.value.reason == "bad_schedule"
+
+
+def test_a_duplicate_key_cannot_change_what_was_signed(rig: Rig) -> None:
+    """JSON with a key twice: the last one counts (as in every parser the project
+    uses) and the signature covers what was parsed, so a duplicate added after
+    the real key breaks the signature and one added before it changes nothing."""
+    import json
+
+    from protocol.canonical import decode_json_object
+
+    signed = json.dumps(staff_doc(rig, revoked=True), ensure_ascii=False)
+    after = decode_json_object(signed[:-1] + ', "revoked": false}')
+    before = decode_json_object('{"revoked": false, ' + signed[1:])
+    assert take(rig, after) == "rejected"
+    assert rig.w.events("message_rejected")[-1]["detail"]["reason"] == "bad_signature"
+    assert take(rig, before) == "stored" and rig.w.store.get_staff("S-lin").revoked
