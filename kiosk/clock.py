@@ -273,6 +273,13 @@ class TrustedClock:
             return True
         return False
 
+    def reset_floor(self, t: float) -> None:
+        """The owner lowered the floor (a ``time`` command the wall clock agrees
+        with): both floors start again from ``t``."""
+        mono = self._clock.monotonic()
+        self._evidence = (t, mono)
+        self._doc = (0.0, mono)
+
     def clear_doc_floor(self) -> None:
         """An owner's ``time`` command replaces whatever documents claimed."""
         self._doc = (0.0, self._clock.monotonic())

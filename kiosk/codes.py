@@ -169,7 +169,9 @@ class CodeEngine:
         reentry = False
         if order.status == "collected":
             since = order.collected_at
-            if since is None or now - since >= self.cfg.reentry_grace_s:
+            # A collection stamped later than now (the clock ran ahead and was put
+            # back) is no re-entry: the grace would otherwise last the jump's length.
+            if since is None or not 0.0 <= now - since < self.cfg.reentry_grace_s:
                 return refuse("already_collected")
             reentry = True
         return Decision(

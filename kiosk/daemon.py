@@ -125,6 +125,7 @@ class DoorDaemon:
             doc_floor=self.store.doc_floor(),
             synced=self.synced(),
         )
+        self.clock_epoch = self.store.clock_epoch()  # the owner's floor repairs adopted
         self.effects = Effects(self.board, self.audit, cfg.lock.release_s, self.snap)
         self.effects.on_swap.append(self._swapped)
         self.lang = "en" if self.english_only else cfg.display.language
@@ -235,7 +236,7 @@ class DoorDaemon:
         finally:
             if self.store_ok:
                 try:
-                    self.store.save_clock_floor(self.tclock.evidence())
+                    self.store.save_clock_floor(self.tclock.evidence(), self.clock_epoch)
                     self.record("shutdown")
                 except StoreError:
                     pass
@@ -607,6 +608,10 @@ class DoorDaemon:
         try:
             if corrected:
                 self.store.save_doc_floor(0.0)  # NTP corrected a floor from documents
+            epoch = self.store.clock_epoch()
+            if epoch != self.clock_epoch:  # the owner lowered a floor that was too far ahead
+                self.clock_epoch = epoch
+                self.tclock.reset_floor(self.store.clock_floor())
             self.tclock.raise_floor(self.store.clock_floor())
             stored = self.store.doc_floor()
             if stored == 0.0 and self.tclock.doc_floor() > 0.0:
@@ -614,6 +619,7 @@ class DoorDaemon:
                 self.tclock.clear_doc_floor()
             self.tclock.adopt_doc_floor(stored)
             signed = self.store.signed_time()
+            self.throttle.rebase(self.snap().now)  # the judged time may have moved back
         except StoreError:
             signed = 0.0
         if signed:
@@ -629,7 +635,7 @@ class DoorDaemon:
 
     def _save_floor(self) -> None:
         try:
-            self.store.save_clock_floor(self.tclock.evidence())
+            self.store.save_clock_floor(self.tclock.evidence(), self.clock_epoch)
         except StoreError as exc:
             self.effects.store_failed(exc)
 

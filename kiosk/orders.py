@@ -293,6 +293,17 @@ class Intake:
                 "stale_version",
                 f"version {row.version} is not newer than {held.version}",
             )
+        if held is None:
+            buried = self.store.forgotten_version("order", row.order_id)
+            if buried is not None and row.version <= buried:
+                # A captured older document replayed after a forget or a purge:
+                # it must not bring a collected order (and its code) back.
+                return IntakeResult(
+                    "ignored",
+                    row.order_id,
+                    "stale_version",
+                    f"version {row.version} is not newer than the forgotten {buried}",
+                )
         status = row.status
         collected_at = None
         collected_locally = False
@@ -330,7 +341,7 @@ class Intake:
     def forget(self, order_id: str, clock: ClockSnapshot) -> IntakeResult:
         """The hub cleared the retained order: forget it and its secret."""
         with self.store.atomic():
-            if not self.store.delete_order(order_id):
+            if not self.store.delete_order(order_id, clock.now):
                 return IntakeResult("ignored", order_id, "unknown", "no such order")
             self.audit.record("order_forgotten", clock, order_id=order_id)
         return IntakeResult("forgotten", order_id)

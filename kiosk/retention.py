@@ -69,6 +69,8 @@ class RetentionPolicy:
     done_grace_s: float = 3600.0  # collected/cancelled ones at least this long (re-entry)
     command_memory_s: float = COMMAND_MEMORY_S
     step_memory_s: float = 2 * 86400.0
+    #: how long a forgotten order's version is remembered against replays (staff: always)
+    tombstone_memory_s: float = 400 * 86400.0
     jump_tolerance_s: float = 120.0
     jump_quiet_s: float = 86400.0
     chunk: int = 500
@@ -240,13 +242,14 @@ class Retention:
         chunk = max(1, self.policy.chunk)
         counts = {"orders": 0, "events": 0, "logs": 0, "commands": 0, "steps": 0}
         for i in range(0, len(plan.order_ids), chunk):
-            counts["orders"] += self.store.purge_orders(plan.order_ids[i : i + chunk])
+            counts["orders"] += self.store.purge_orders(plan.order_ids[i : i + chunk], snap.now)
         if plan.events_through:
             counts["events"] = self._events_through(plan.events_through, "retention", snap)
         if plan.n_logs:
             counts["logs"] = self._logs(plan.log_cut)
         counts["commands"] = self.store.purge_commands(plan.command_cut)
         counts["steps"] = self.store.purge_used_steps(plan.step_cut)
+        self.store.purge_tombstones(snap.now - self.policy.tombstone_memory_s)
         return counts
 
     def _events_through(self, last: int, reason: str, snap: ClockSnapshot) -> int:

@@ -151,7 +151,18 @@ def _m3(db: sqlite_utils.Database) -> None:
     db.table("staff").create_index(["staff_no"])
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_m1, _m2, _m3)
+def _m4(db: sqlite_utils.Database) -> None:
+    """What the kiosk forgot (an empty retained payload, retention), by the version
+    it held: a captured older document replayed afterwards must not bring a
+    collected order or a revoked staff code back (docs/protocol.md, "Order document")."""
+    db.table("tombstones").create(
+        {"kind": str, "id": str, "version": int, "at": float},
+        pk=("kind", "id"),
+        not_null={"version"},
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_m1, _m2, _m3, _m4)
 
 
 def staff_key(staff_id: str) -> str:

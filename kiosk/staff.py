@@ -97,6 +97,13 @@ class StaffIntake:
             return IntakeResult(
                 "ignored", None, "stale_version", f"version {row.version} is not newer"
             )
+        buried = None if held is not None else self.store.forgotten_version("staff", row.staff_id)
+        if buried is not None and row.version <= buried:
+            # An empty retained payload needs no key: without this, forgetting a
+            # revoked code and replaying its older version would undo the revocation.
+            return IntakeResult(
+                "ignored", None, "stale_version", f"version {row.version} was forgotten"
+            )
         self.store.put_staff(StaffRow(**{**row.__dict__, "updated_at": clock.now}))
         self.intake.audit.record(
             "staff_updated",
@@ -113,7 +120,7 @@ class StaffIntake:
 
     def forget(self, staff_id: str, clock: ClockSnapshot) -> IntakeResult:
         with self.store.atomic():
-            if not self.store.delete_staff(staff_id):
+            if not self.store.delete_staff(staff_id, clock.now):
                 return IntakeResult("ignored", None, "unknown", "no such staff code")
             self.intake.audit.record("staff_forgotten", clock, detail={"staff_id": staff_id})
         return IntakeResult("forgotten", None)

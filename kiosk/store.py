@@ -59,6 +59,7 @@ META_MQTT_ONLINE = "mqtt_online"
 META_CLOCK_FLOOR = "clock_floor"
 META_DOC_FLOOR = "clock_doc_floor"
 META_SIGNED_TIME = "signed_time"
+META_CLOCK_EPOCH = "clock_epoch"
 COMMAND_STATES = ("pending", "running", "done", "failed", "refused", "cancelled", "blocked")
 
 
@@ -97,17 +98,39 @@ class Store(TrailQueries):
         """The persisted evidence floor (docs/protocol.md, "Time")."""
         return self._meta_float(META_CLOCK_FLOOR)
 
-    def save_clock_floor(self, t: float) -> None:
-        """Persist a lower bound on true time; it never moves back."""
+    def clock_epoch(self) -> int:
+        """How many times the owner lowered the floor (:meth:`lower_clock_floor`)."""
+        return int(self._meta_float(META_CLOCK_EPOCH))
+
+    def save_clock_floor(self, t: float, epoch: int | None = None) -> None:
+        """Persist a lower bound on true time; it never moves back. With ``epoch``
+        (the one the caller's floor belongs to), nothing is written once the owner
+        has lowered the floor since: a stale process must not push it back up."""
         if not math.isfinite(t):
             return
         with self.atomic(low=False):
+            if epoch is not None and epoch != self.clock_epoch():
+                return
             self._x(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS REAL), "
                 "CAST(excluded.value AS REAL))",
                 (META_CLOCK_FLOOR, repr(float(t))),
             )
+
+    def lower_clock_floor(self, t: float) -> int:
+        """The owner's repair of a floor that is too far ahead (docs/protocol.md,
+        "Time"): set it to ``t``, clear the document floor, and start a new epoch
+        that the door daemon adopts. Returns the new epoch."""
+        with self.atomic(low=False):
+            epoch = self.clock_epoch() + 1
+            for key, value in (
+                (META_CLOCK_FLOOR, repr(float(t))),
+                (META_DOC_FLOOR, repr(0.0)),
+                (META_CLOCK_EPOCH, str(epoch)),
+            ):
+                self.set_meta(key, value)
+        return epoch
 
     def doc_floor(self) -> float:
         """The floor signed documents raised (0: none, or discarded)."""
@@ -161,11 +184,20 @@ class Store(TrailQueries):
             marks = ", ".join("?" for _ in row)
             self._x(f"INSERT OR REPLACE INTO orders ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
-    def delete_order(self, order_id: str) -> bool:
+    def delete_order(self, order_id: str, now: float = 0.0) -> bool:
+        """Forget an order and its one-time-code state, keeping its tombstone."""
         with self.atomic(low=False):
+            self._bury("order", "orders", "order_id", [order_id], now)
             cur = self._x("DELETE FROM orders WHERE order_id = ?", (order_id,))
             self._x("DELETE FROM used_steps WHERE order_id = ?", (order_id,))
             return cur.rowcount > 0
+
+    # ----- tombstones: the version each forgotten document had ---------------
+
+    def forgotten_version(self, kind: str, ident: str) -> int | None:
+        """The version held when ``ident`` (kind ``order`` or ``staff``) was forgotten."""
+        rows = self._q("SELECT version FROM tombstones WHERE kind = ? AND id = ?", (kind, ident))
+        return int(rows[0]["version"]) if rows else None
 
     # ----- one-time use ---------------------------------------------------
 
@@ -209,8 +241,10 @@ class Store(TrailQueries):
             marks = ", ".join("?" for _ in row)
             self._x(f"INSERT OR REPLACE INTO staff ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
-    def delete_staff(self, staff_id: str) -> bool:
+    def delete_staff(self, staff_id: str, now: float = 0.0) -> bool:
+        """Forget a staff code and its used steps, keeping its tombstone."""
         with self.atomic():
+            self._bury("staff", "staff", "staff_id", [staff_id], now)
             cur = self._x("DELETE FROM staff WHERE staff_id = ?", (staff_id,))
             self._x("DELETE FROM used_steps WHERE order_id = ?", (staff_key(staff_id),))
             return cur.rowcount > 0
@@ -225,6 +259,18 @@ class Store(TrailQueries):
                 "INSERT OR REPLACE INTO throttle(key, failures, tokens, until, updated) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (row.key, row.failures, row.tokens, row.until, row.updated),
+            )
+
+    def rebase_throttle(self, now: float) -> int:
+        """Rows written later than ``now`` (the clock was put back): each wait
+        counts again from now and each bucket refills from now (kiosk.throttle)."""
+        with self.atomic():
+            return int(
+                self._x(
+                    "UPDATE throttle SET until = CASE WHEN until > updated "
+                    "THEN ? + (until - updated) ELSE 0 END, updated = ? WHERE updated > ?",
+                    (now, now, now),
+                ).rowcount
             )
 
     def clear_throttle(self, key: str) -> None:

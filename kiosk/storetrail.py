@@ -136,11 +136,25 @@ class TrailQueries(StoreBase):
         )
         return [str(r["order_id"]) for r in rows]
 
-    def purge_orders(self, ids: Sequence[str]) -> int:
-        """Forget these orders and their one-time-code state, in one transaction."""
+    def _bury(self, kind: str, table: str, key: str, ids: Sequence[str], now: float) -> None:
+        """Inside the caller's transaction: remember the version each of ``ids``
+        had (the larger of it and an older tombstone's) before it is deleted."""
+        marks = ",".join("?" for _ in ids)
+        self._x(
+            f"INSERT INTO tombstones(kind, id, version, at) "  # noqa: S608
+            f"SELECT ?, {key}, version, ? FROM {table} WHERE {key} IN ({marks}) "
+            "ON CONFLICT(kind, id) DO UPDATE SET "
+            "version = max(version, excluded.version), at = excluded.at",
+            [kind, now, *ids],
+        )
+
+    def purge_orders(self, ids: Sequence[str], now: float = 0.0) -> int:
+        """Forget these orders and their one-time-code state, in one transaction
+        (their tombstones stay: see :meth:`purge_tombstones`)."""
         if not ids:
             return 0
         with self.atomic(low=False):
+            self._bury("order", "orders", "order_id", ids, now)
             marks = ",".join("?" for _ in ids)
             n = self._x(f"DELETE FROM orders WHERE order_id IN ({marks})", list(ids)).rowcount  # noqa: S608
             self._x(f"DELETE FROM used_steps WHERE order_id IN ({marks})", list(ids))  # noqa: S608
@@ -221,6 +235,16 @@ class TrailQueries(StoreBase):
             return int(
                 self._x(
                     "DELETE FROM used_steps WHERE step >= 0 AND used_at < ?", (before,)
+                ).rowcount
+            )
+
+    def purge_tombstones(self, before: float) -> int:
+        """Order tombstones laid before ``before``; a staff code's are kept for good
+        (few, and a revocation must never be undone by a replay)."""
+        with self.atomic(low=False):
+            return int(
+                self._x(
+                    "DELETE FROM tombstones WHERE kind = 'order' AND at < ?", (before,)
                 ).rowcount
             )
 

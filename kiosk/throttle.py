@@ -20,7 +20,12 @@ all 8 digits instead of being told to wait an hour. ``kiosk security``
 computes both the guessing bound and how long a vandal can keep customers
 out (docs/protocol.md, "Throttling").
 
-Time is the trusted clock's ``now`` (never moves back), passed in.
+Time is the trusted clock's ``now``, passed in. It can move back: a wall
+clock that ran ahead (a bad NTP answer, an RTC glitch) and was corrected, or
+the owner lowering a floor that was too far ahead. A row written at a time
+the clock no longer believes is rebased to now (:meth:`Throttle.rebase`, which
+the door runs every minute, and on reading it): its wait counts again from
+now, never for the length of the jump, and its bucket refills from now.
 """
 
 from __future__ import annotations
@@ -51,9 +56,25 @@ class Throttle:
         self.store = store
         self.cfg = cfg
 
+    def _row(self, key: str, now: float) -> ThrottleRow | None:
+        """The row, rebased to ``now`` (and saved so) if it was written later than now."""
+        row = self.store.get_throttle(key)
+        if row is None or row.updated <= now:
+            return row
+        wait = max(0.0, row.until - row.updated)  # the wait it was given, from now
+        rebased = ThrottleRow(
+            row.key, row.failures, row.tokens, now + wait if row.until else 0.0, now
+        )
+        self.store.put_throttle(rebased)
+        return rebased
+
+    def rebase(self, now: float) -> int:
+        """Rebase every row written later than ``now``; how many were."""
+        return self.store.rebase_throttle(now)
+
     def _bucket(self, key: str, now: float) -> float:
         burst, refill = self._params(key)
-        row = self.store.get_throttle(key)
+        row = self._row(key, now)
         if row is None:
             return float(burst)
         elapsed = max(0.0, now - row.updated)
@@ -72,7 +93,7 @@ class Throttle:
             return Verdict(False, (1.0 - tokens) * self._params(key)[1], "full" if full else KEYPAD)
         if full:
             return Verdict(True, 0.0)
-        row = self.store.get_throttle(_number_key(pickup_no))
+        row = self._row(_number_key(pickup_no), now)
         if row is not None and now < row.until:
             return Verdict(False, row.until - now, "number")
         return Verdict(True, 0.0)
@@ -97,7 +118,7 @@ class Throttle:
             if pickup_no is None or full:
                 return
             nkey = _number_key(pickup_no)
-            row = self.store.get_throttle(nkey)
+            row = self._row(nkey, now)
             failures = 1
             # The count only decays after a quiet day, longer than any night, so
             # waiting never buys an attacker a fresh set of free tries within the

@@ -73,12 +73,16 @@ class Staff:
 
 
 def _hhmm(value: Any, name: str) -> str:
+    """``until`` may be 24:00 (the end of the day); ``from`` may not: a window
+    "from 24:00" would be the next day's, written on the wrong day."""
+    latest = "24:00" if name == "until" else "23:59"
     if (
         not isinstance(value, str)
         or not _HHMM.match(value)
         or (value.startswith("24") and value != "24:00")
+        or value > latest
     ):
-        raise fail("bad_schedule", f"{name} must be a time of day as HH:MM (00:00 to 24:00)")
+        raise fail("bad_schedule", f"{name} must be a time of day as HH:MM (00:00 to {latest})")
     return value
 
 

@@ -170,8 +170,13 @@ class Commands:
             )
         except CommandRefused as err:
             # Not remembered: an unsigned message must not burn a cmd_id the owner
-            # will use. Signed-but-refused ones carry their signer.
-            self.refuse(cmd_id, None, err, snap)
+            # will use. A signed one refused here (wrong role, lifetime, args) is
+            # remembered like any signed command, so replaying it is `replayed`,
+            # which the flood limiter holds: a captured signed refusal must not be
+            # an unlimited source of events.
+            if err.signer is not None and self.store.command_state(cmd_id) is not None:
+                err = CommandRefused("replayed", signer=err.signer)
+            self.refuse(cmd_id, None, err, snap, remember=err.signer is not None)
             return
         if command.cmd != "time" and command.issued_at <= snap.now + FUTURE_SKEW_S:
             self.observe_signed(command.issued_at, snap, "command")
@@ -195,9 +200,22 @@ class Commands:
         except CommandRefused as err:  # its id appeared meanwhile (another writer)
             self.refuse(cmd_id, command, err, snap)
 
+    def _lowers(self, command: Command, snap: ClockSnapshot) -> bool:
+        """A ``time`` command behind the evidence floor that the wall clock agrees
+        with (two sources against one): the floor is too far ahead (an owner's
+        earlier `time` from a laptop whose clock was wrong) and this repairs it."""
+        return (
+            command.issued_at < self.tclock.evidence() - SIGNED_SKEW_S
+            and abs(command.issued_at - snap.wall) <= SIGNED_SKEW_S
+            and command.expires_at > snap.wall
+        )
+
     def _check_time_command(self, command: Command, snap: ClockSnapshot) -> None:
         """Freshness against the evidence floor, never the document floor (which
-        a poisoned document may have raised), so the owner can always repair."""
+        a poisoned document may have raised), so the owner can always repair;
+        or, for a floor too far ahead, against the wall clock (:meth:`_lowers`)."""
+        if self._lowers(command, snap):
+            return
         evidence = self.tclock.evidence()
         if command.expires_at <= evidence:
             raise CommandRefused("expired", signer=command.signer)
@@ -240,7 +258,16 @@ class Commands:
         if command is not None and command.reason_text:
             detail["reason"] = command.reason_text
         with self.store.atomic():
-            if remember and command is not None:
+            if remember and command is None and signer is not None and err.reason != "replayed":
+                self.store.record_command(
+                    cmd_id,
+                    "",
+                    received_at=snap.now,
+                    expires_at=snap.now,
+                    state="refused",
+                    error=err.reason,
+                )
+            elif remember and command is not None:
                 if err.reason == "cancelled":
                     self.store.refuse_blocked(cmd_id, name or "", command.expires_at)
                 else:
@@ -330,10 +357,15 @@ class Commands:
     ) -> Callable[[], None]:
         before = self.tclock.floor()
         had_doc_floor = self.tclock.doc_floor() > 0
-        self.tclock.raise_floor(command.issued_at)
-        self.tclock.clear_doc_floor()
-        self.store.save_clock_floor(self.tclock.evidence())
-        self.store.save_doc_floor(0.0)
+        lowered = self._lowers(command, snap)
+        if lowered:
+            self.tclock.reset_floor(command.issued_at)
+            self.store.lower_clock_floor(command.issued_at)
+        else:
+            self.tclock.raise_floor(command.issued_at)
+            self.tclock.clear_doc_floor()
+            self.store.save_clock_floor(self.tclock.evidence())
+            self.store.save_doc_floor(0.0)
         after = self.tclock.snapshot()
         self.audit.record("command", snap, detail=detail)
         self.audit.record(
@@ -345,6 +377,7 @@ class Commands:
                 "floor": format_time(after.floor),
                 "previous_floor": format_time(before) if before else None,
                 "doc_floor_cleared": had_doc_floor,
+                "lowered": lowered,
             },
         )
         result = {"cmd": "time", "floor": format_time(after.floor), "clock": after.state}

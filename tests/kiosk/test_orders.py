@@ -1,3 +1,4 @@
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,9 @@ json_values = st.recursive(
 )
 
 
+_FRESH = itertools.count()
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -166,7 +170,8 @@ json_values = st.recursive(
     value=json_values,
 )
 def test_no_malformed_document_is_stored(w: World, field: str, value: Any) -> None:
-    doc = w.doc(order_id="H-1")
+    oid = f"H-{next(_FRESH)}"  # a forgotten id keeps its tombstone: each example its own
+    doc = w.doc(order_id=oid)
     doc.pop("sig")
     doc[field] = value
     w.intake.allow_unsigned = True  # isolate validation from signatures
@@ -177,6 +182,19 @@ def test_no_malformed_document_is_stored(w: World, field: str, value: Any) -> No
             from kiosk.orders import validate_order
 
             validate_order(doc, site=SITE, width=3)
-            w.store.delete_order("H-1")
+            w.store.delete_order(oid)
     finally:
         w.intake.allow_unsigned = False
+
+
+def test_a_forgotten_collected_order_is_not_reopened_by_its_older_document(w: World) -> None:
+    """An empty retained payload needs no key; the order's ``ready`` version is
+    retained history. Replayed after the forget, it is ignored, so the
+    customer's code does not open the door again; a newer version is taken."""
+    ready = w.add("O-7", "077")
+    w.intake.accept(w.doc("O-7", "077", version=2, status="collected"), w.snap(), source="t")
+    assert w.intake.forget("O-7", w.snap()).outcome == "forgotten"
+    res = w.intake.accept(ready, w.snap(), source="replay")
+    assert (res.outcome, res.reason) == ("ignored", "stale_version")
+    assert w.store.get_order("O-7") is None
+    assert w.intake.accept(w.doc("O-7", "077", version=3), w.snap(), source="t").outcome == "stored"

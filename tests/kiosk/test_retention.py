@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyotp
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +233,22 @@ def test_no_clock_trick_deletes_an_active_order_or_an_unacked_event(
         assert w.store.first_unacked_seq() == 1
         assert w.store.outbox_size() == w.store.count_events()
     assert all(o.status in ACTIVE_STATUSES for o in w.store.list_orders())
+
+
+def test_a_purged_order_is_not_brought_back_by_its_older_document(tmp_path: Path) -> None:
+    """A collected order forgotten by retention keeps a tombstone: its captured
+    ``ready`` version, replayed by anyone who may publish, is ignored (and the
+    code stays refused); the tombstone itself goes after its own memory."""
+    w, ret = rig(tmp_path, min_rows=0, max_fraction=1.0)
+    ready = w.add("OLD", "001")
+    w.intake.accept(w.doc("OLD", "001", version=2, status="collected"), w.snap(), source="t")
+    ret.run(w.snap())
+    w.clock.advance(100 * DAY)
+    assert ret.run(w.snap()).counts["orders"] == 1
+    assert w.intake.accept(ready, w.snap(), source="replay").outcome == "ignored"
+    assert w.store.get_order("OLD") is None
+    code = "001" + pyotp.TOTP(ready["otp"]["secret"]).at(w.clock.wall())
+    assert w.engine.check(code, w.snap()).reason == "unknown_number"
+    w.clock.advance(ret.policy.tombstone_memory_s + DAY)
+    ret.run(w.snap())
+    assert w.store.forgotten_version("order", "OLD") is None

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kiosk.clock import FakeClock
 from kiosk.staff import StaffIntake
 from protocol.errors import ValidationError
 from protocol.keys import sign_document
@@ -190,3 +191,92 @@ def test_a_mutated_staff_document_is_refused_with_a_reason_or_taken(key: str, va
         assert err.reason and SECRET not in str(err)
         return
     assert staff.staff_no == doc["staff_no"]  # taken only with every field in its domain
+
+
+def test_a_forgotten_revocation_is_not_undone_by_replaying_the_older_version(rig: Rig) -> None:
+    """An empty retained payload needs no key; the older, non-revoked version of
+    the code is retained history anyone on the broker may have kept."""
+    intake = StaffIntake(rig.w.intake)
+    v1 = staff_doc(rig)
+    assert take(rig, v1) == "stored"
+    assert take(rig, staff_doc(rig, version=2, revoked=True)) == "stored"
+    assert intake.forget("S-lin", rig.w.snap()).outcome == "forgotten"
+    assert take(rig, v1) == "ignored"  # its version was forgotten at 2
+    rig.type(code(rig) + "#")
+    assert not rig.board.relay_active()
+    assert take(rig, staff_doc(rig, version=3)) == "stored"  # the owner re-issues: newer
+    rig.advance(31)
+    rig.type(code(rig) + "#")
+    assert rig.board.relay_active()
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("doc"), st.integers(1, 6), st.booleans()),
+        st.tuples(st.just("forget"), st.just(0), st.just(False)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS)
+def test_versions_and_forgetting_in_any_order_never_go_backwards(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, bool]]
+) -> None:
+    """Documents of any version, revoked or not, and forgets, in any order: the
+    kiosk holds a document only if its version is above every version it held
+    before, and the code opens exactly when the held one is not revoked."""
+    r = Rig(
+        tmp_path_factory.mktemp("staff"),
+        site={"timezone": "Asia/Shanghai"},
+        clock=FakeClock(wall=TUESDAY_0530),
+    )
+    try:
+        highest = 0
+        held: tuple[int, bool] | None = None
+        for op, version, revoked in ops:
+            if op == "forget":
+                StaffIntake(r.w.intake).forget("S-lin", r.w.snap())
+                held = None
+                continue
+            outcome = take(r, staff_doc(r, version=version, revoked=revoked))
+            assert outcome == ("stored" if version > highest else "ignored")
+            if version > highest:
+                highest, held = version, (version, revoked)
+        row = r.w.store.get_staff("S-lin")
+        assert (row.version, row.revoked) == held if row else held is None
+        r.advance(31)
+        r.type(code(r) + "#")
+        assert r.board.relay_active() == (held is not None and not held[1])
+    finally:
+        r.board.close()
+
+
+def test_schedule_times_from_may_not_be_24_00_until_may() -> None:
+    """``from 24:00`` would be the next day's window written on the wrong day
+    (a Monday window from 24:00 to 24:00 was all of Tuesday)."""
+    ok = {**GOOD, "schedule": [{"days": [1], "from": "22:00", "until": "24:00"}]}
+    assert validate_staff(ok, site="s", width=3).schedule[0].end == "24:00"
+    for start in ("24:00", "24:30", "23:60", "7:00"):
+        bad = {**GOOD, "schedule": [{"days": [1], "from": start, "until": "24:00"}]}
+        with pytest.raises(ValidationError) as err:
+            validate_staff(bad, site="s", width=3)
+        assert err.value.reason == "bad_schedule"
+
+
+def test_a_duplicate_key_cannot_change_what_was_signed(rig: Rig) -> None:
+    """JSON with a key twice: the last one counts (as in every parser the project
+    uses) and the signature covers what was parsed, so a duplicate added after
+    the real key breaks the signature and one added before it changes nothing."""
+    import json
+
+    from protocol.canonical import decode_json_object
+
+    signed = json.dumps(staff_doc(rig, revoked=True), ensure_ascii=False)
+    after = decode_json_object(signed[:-1] + ', "revoked": false}')
+    before = decode_json_object('{"revoked": false, ' + signed[1:])
+    assert take(rig, after) == "rejected"
+    assert rig.w.events("message_rejected")[-1]["detail"]["reason"] == "bad_signature"
+    assert take(rig, before) == "stored" and rig.w.store.get_staff("S-lin").revoked

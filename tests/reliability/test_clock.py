@@ -117,3 +117,58 @@ def test_clock_stepped_back_then_forward(rig: Rig) -> None:
     ts = [e.ts for e in rig.w.store.events_since(cut_seq)]
     assert min(ts) >= floor
     assert ts == sorted(ts)
+
+
+def test_the_door_adopts_a_floor_the_owner_lowered_and_never_pushes_it_back(rig: Rig) -> None:
+    """A floor five years ahead (an owner's `time` from a wrong laptop clock)
+    refuses every code; once the sync agent lowers it (a `time` the wall clock
+    agrees with: a new clock epoch), the door adopts it within a minute, and
+    until then its periodic save of the old floor is not written back."""
+    doc = rig.w.add("A-1", "042", expires_in=30 * 86400)
+    now = rig.w.clock.wall()
+    later = now + 5 * 365 * 86400
+    rig.d.tclock.raise_floor(later)
+    rig.w.store.save_clock_floor(later)
+    rig.type(totp(doc, now) + "#")
+    assert not rig.board.relay_active()
+    assert last_refusal(rig) in ("clock_untrusted", "wrong_code")
+    rig.w.store.lower_clock_floor(now)  # what the agent does for the owner's repair
+    rig.d._save_floor()  # the door's periodic save, before it noticed
+    assert rig.w.store.clock_floor() == now
+    rig.advance(61)
+    assert rig.d.snap().trusted and rig.d.snap().floor < later
+    rig.type(totp(doc, rig.w.clock.wall()) + "#")
+    assert rig.board.relay_active(), last_refusal(rig)
+    rig.d.shutdown()
+    assert rig.w.store.clock_floor() < later
+
+
+def test_a_wall_clock_that_ran_ahead_and_was_put_back_locks_nobody_out(rig: Rig) -> None:
+    """The wall clock jumps a year ahead (a bad NTP answer, an RTC glitch) for a
+    few minutes. A customer mistypes and another collects; then it is corrected.
+    The throttle rows and the collection were stamped a year ahead: the
+    mistyped number's wait and the keypad bucket count from now again (before,
+    the number was throttled for the year and the bucket did not refill), and
+    the collection allows no re-entry for the length of the jump."""
+    a = rig.w.add("A-1", "042", expires_in=800 * 86400)
+    b = rig.w.add("B-1", "117", expires_in=800 * 86400)
+    rig.w.clock.step_wall(365 * 86400)
+    rig.d.tick()
+    rig.type(totp(b, rig.w.clock.wall()) + "#")
+    assert rig.board.relay_active()
+    rig.door(True)
+    rig.door(False)
+    assert rig.w.store.get_order("B-1").status == "collected"
+    rig.type("042" + "000000" + "#")
+    assert last_refusal(rig) == "wrong_code"
+    for n in range(9):  # and a vandal empties the keypad bucket
+        rig.type(f"{300 + n:03d}000000#")
+    rig.w.clock.step_wall(-365 * 86400)  # corrected
+    rig.advance(61)  # the door's minute check notices
+    rig.advance(rig.cfg.throttle.keypad_refill_s)  # one try refilled, counted from then
+    assert rig.d.snap().trusted
+    rig.type(totp(a, rig.w.clock.wall()) + "#")
+    assert rig.board.relay_active(), last_refusal(rig)
+    rig.advance(rig.cfg.lock.release_s + 31)
+    rig.type(totp(b, rig.w.clock.wall()) + "#")
+    assert last_refusal(rig) == "already_collected" and not rig.board.relay_active()

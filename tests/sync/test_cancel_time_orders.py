@@ -147,6 +147,42 @@ def test_time_repairs_a_poisoned_document_floor(broker: Broker, tmp_path: Path) 
     owner.stop()
 
 
+def test_a_time_years_ahead_is_repaired_by_a_time_the_wall_clock_agrees_with(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """An owner's laptop with its clock five years ahead signs a `time` while the
+    kiosk has no NTP: the floor goes to 2031 and every code would be judged
+    then, with no way back (NTP cannot lower an evidence floor, and the next
+    `time` was refused as expired). A `time` that the kiosk's wall clock agrees
+    with now lowers it (a new clock epoch the door adopts); one that nothing
+    agrees with is still refused."""
+    data = config_dict(tmp_path, broker.url)
+    data["clock"] = {"trust_system_clock": "never"}
+    cfg = from_mapping(data, "test.toml")
+    store = Store(cfg.store.path)
+    owner = Watcher(broker.port, [topic("cmd_result/+")]).start()
+    clock = FakeClock(wall=T0)
+    later = T0 + 5 * 365 * 86400
+    with AgentThread(cfg, clock):
+        wait_for(store.mqtt_online, what="online")
+        send(owner, "T-far", "time", args={}, issued_at=later, expires_at=later + 60)
+        assert result(owner, "T-far")["ok"] is True
+        assert store.clock_floor() >= later
+        # behind the floor, and the wall clock (T0) does not agree either: refused
+        send(owner, "T-old", "time", args={}, issued_at=T0 - 3600, expires_at=T0 - 3540)
+        assert result(owner, "T-old")["reason"] == "expired"
+        send(owner, "T-fix", "time", args={}, issued_at=T0 + 5, expires_at=T0 + 65)
+        res = result(owner, "T-fix")
+        assert res["ok"] is True and res["result"]["floor"] < rfc3339(T0 + 3600), res
+        assert T0 <= store.clock_floor() < T0 + 60 and store.clock_epoch() == 1
+        send(owner, "T-far", "time", args={}, issued_at=later, expires_at=later + 60)
+        again = wait_for(lambda: owner.on("/cmd_result/T-far")[1:], what="the replay's answer")
+        assert again[0]["reason"] == "replayed" and store.clock_floor() < T0 + 60
+    ev = [e.as_dict()["detail"] for e in store.events_since(0) if e.type == "clock_set"]
+    assert [d["lowered"] for d in ev] == [False, True]
+    owner.stop()
+
+
 def test_time_ahead_of_a_synchronised_clock_is_refused(broker: Broker, tmp_path: Path) -> None:
     cfg = make_config(tmp_path, broker.url)  # trust_system_clock = always
     store = Store(cfg.store.path)

@@ -21,6 +21,7 @@ from sync.outbox import Outbox
 from tests.support.broker import Broker
 from tests.support.polling import wait_for
 from tests.support.sync import (
+    HUB,
     STRANGER,
     T0,
     AgentThread,
@@ -167,6 +168,45 @@ def test_a_flood_costs_a_bounded_amount_and_valid_messages_still_pass(
         # log records: one line per recorded rejection, one per summary, a few others
         assert store.logs_outbox_size() - before_logs <= individual + summaries + 5
     hub.stop()
+
+
+def test_a_captured_signed_refusal_replayed_costs_no_more_than_junk(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A command signed by a trusted key but refused before its times are judged
+    (the hub key signing an unlock, a lifetime over 10 minutes, args that are
+    not an object) is remembered like any signed command: replayed a thousand
+    times, it is recorded and answered once, then the replays are `replayed`
+    and pass the flood limiter. Before, every replay wrote an event and an answer."""
+    cfg = make_config(tmp_path, broker.url)
+    store = Store(cfg.store.path)
+    clock = FakeClock(wall=T0)
+    owner = Watcher(broker.port, [topic("cmd_result/+")]).start()
+    captured = {
+        "R-hub": (command("R-hub", key=HUB), "wrong_role"),
+        "R-long": (command("R-long", expires_at=T0 + 3600), "too_long_lived"),
+        "R-args": (command("R-args", "logs", args=[1]), "bad_args"),  # type: ignore[arg-type]
+    }
+    with AgentThread(cfg, clock):
+        wait_for(store.mqtt_online, what="online")
+        for _ in range(300):
+            for cmd_id, (doc, _reason) in captured.items():
+                owner.client.publish(topic("cmd", cmd_id), as_bytes(doc), qos=1)
+        owner.publish(topic("cmd", "S-1"), as_bytes(command("S-1", "sync", args={})))
+        wait_for(lambda: owner.on("/cmd_result/S-1"), timeout=60, what="the owner's answer")
+        clock.advance(61)
+        wait_for(
+            lambda: sum(e.type == "rejections_summarized" for e in store.events_since(0)),
+            what="the summary",
+        )
+        details = [e.as_dict()["detail"] for e in store.events_since(0) if e.type == "command"]
+        refusals = [d for d in details if d["ok"] is False]
+        first = {d["cmd_id"]: d["refusal"] for d in refusals if d["refusal"] != "replayed"}
+        assert first == {k: reason for k, (_doc, reason) in captured.items()}
+        assert len(refusals) <= len(captured) + REJECT_BURST
+        for cmd_id in captured:  # each answered at most burst-many times, never 300
+            assert 1 <= len(owner.on(f"/cmd_result/{cmd_id}")) <= REJECT_BURST
+    owner.stop()
 
 
 # ----- random and mutated documents mixed with valid ones -------------------------
