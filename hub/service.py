@@ -9,8 +9,11 @@ one failure is logged with context (docs/design.md):
 3. the HTTP API (Starlette on uvicorn, on a socket bound here so that a
    taken port is a clear error, not an exit from inside uvicorn);
 4. the MQTT link (:class:`hub.ingest.MqttLink`);
-5. the timers: gap fetches, alert conditions and deliveries, order and
-   staff code publishing, Home Assistant state, the systemd watchdog.
+5. the timers: gap fetches, alert conditions, order and staff code
+   publishing, Home Assistant state, the systemd watchdog;
+6. alert delivery, in a loop of its own: a notification bot that hangs
+   must not hold back the timers (orders waiting to be published, gap
+   fetches, the watchdog).
 
 systemd: ``READY=1`` once all are up, ``WATCHDOG=1`` from the timers loop
 (a stalled loop gets the hub restarted), ``STOPPING=1`` on SIGTERM, which
@@ -198,6 +201,7 @@ class Service:
             tasks.append(("http", asyncio.create_task(server.serve(sockets=[sock]))))
             tasks.append(("mqtt", asyncio.create_task(self.link.run(self.stop))))
             tasks.append(("timers", asyncio.create_task(self._timers())))
+            tasks.append(("alert delivery", asyncio.create_task(self._deliveries())))
             self.notifier.send("READY=1\nSTATUS=archiving " + ", ".join(self.cfg.site_ids))
             log.info(
                 "pickup-hub serving %d site(s); API on http://%s",
@@ -287,7 +291,16 @@ class Service:
         yield "order publishing", self._publish_orders()
         yield "staff code publishing", self._publish_staff()
         yield "home assistant", self._home_assistant()
-        yield "alert delivery", self.deliverer.run_once(self.clock())
+
+    async def _deliveries(self) -> None:
+        """Alert delivery, apart from the timers (see the module doc)."""
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=TICK_S)
+            try:
+                await self.deliverer.run_once(self.clock())
+            except Exception:
+                log.exception("alert delivery failed; retrying in a moment")
 
     async def _tick(self) -> None:
         outcome = await self.runner.call(self.dispatcher.tick, self.clock())
@@ -334,4 +347,13 @@ class Service:
 
 
 def serve(cfg: Config) -> int:
-    return asyncio.run(Service(cfg).run())
+    service = Service(cfg)
+    rc = asyncio.run(service.run())
+    if service.deliverer.stuck():
+        # Everything is stopped and the archive closed; only a notification
+        # still hangs on a thread of Apprise's pool, which the interpreter
+        # would wait for at exit, for ever (systemd would SIGKILL us).
+        log.warning("a notification was still being sent; exiting without waiting for it")
+        logging.shutdown()
+        os._exit(rc)
+    return rc

@@ -1,0 +1,144 @@
+"""Outside attacks on the real ``pickup-hub serve`` (a subprocess) through its
+real interfaces: a real Mosquitto, stock paho clients, HTTP on its socket.
+
+Each test is an attack that once broke the hub; docs/threat-model.md ("Hub")
+names them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from protocol.canonical import dumps
+from tests.support.broker import Broker, free_port
+from tests.support.hub import (
+    archived,
+    archived_count,
+    chain,
+    connected,
+    hub_cli,
+    popen_hub,
+    publish_all,
+    publisher,
+    term,
+    write_config,
+)
+from tests.support.polling import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.broker]
+
+
+class Tarpit:
+    """A notification bot that takes the request and then answers one byte
+    every second, forever: each read meets the client's read timeout just
+    in time, so a plain HTTP client waits without end."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.hits = 0
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.hits += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self.closed.wait(1.0):
+                    conn.sendall(b"X")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def tarpit() -> Iterator[Tarpit]:
+    t = Tarpit()
+    yield t
+    t.close()
+
+
+def retained_orders(broker: Broker, site: str, want: int, timeout: float = 30) -> list[bytes]:
+    got: list[bytes] = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe(f"pickup/v1/{site}/orders/+", qos=1)
+    c.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return got
+
+
+def test_a_hanging_notification_bot_delays_nothing_else(tmp_path: Path, tarpit: Tarpit) -> None:
+    """Alert delivery once ran inside the hub's timer loop: a bot that never
+    finishes its answer held back order publishing, gap fetches and the
+    systemd watchdog for as long as it liked."""
+    broker = Broker(tmp_path / "broker", extra_conf=["max_queued_messages 0"]).start()
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        ("shop-a",),
+        mqtt_url=broker.url,
+        listen=f"127.0.0.1:{port}",
+        extra=f'[alerts]\nurls = ["json://127.0.0.1:{tarpit.port}/"]\n',
+    )
+    token = hub_cli("token", "add", "shop", config=cfg).stdout.split()[0]
+    hub = popen_hub(cfg, tmp_path / "hub.log")
+    pub = publisher(broker)
+    try:
+        wait_for(lambda: connected(tmp_path / "hub.log"), what="the hub to connect")
+        good = chain("shop-a", 3)
+        forged = chain("shop-a", 1, prev="ab" * 32)[0]  # seq 1 that does not link: an alarm
+        publish_all(pub, [("pickup/v1/shop-a/events", dumps(forged))])
+        wait_for(lambda: tarpit.hits >= 1, timeout=30, what="the alert to reach the bot")
+        # The bot now holds its answer. Orders, events and the API go on.
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/sites/shop-a/orders",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"order_id": "A-1", "status": "ready", "slot": "B3"},
+            timeout=10,
+        )
+        assert r.status_code == 201, r.text
+        docs = retained_orders(broker, "shop-a", 1, timeout=30)
+        assert [json.loads(d)["order_id"] for d in docs] == ["A-1"]
+        publish_all(pub, [("pickup/v1/shop-a/events", dumps(e)) for e in good])
+        wait_for(lambda: archived_count(tmp_path / "hub.db") == 3, what="ingest")
+        assert archived(cfg, "shop-a") == [dumps(e) for e in good]
+        assert hub.poll() is None
+        hub.send_signal(signal.SIGTERM)  # and a stuck send does not hold up the exit
+        assert hub.wait(20) == 0
+    finally:
+        pub.loop_stop()
+        term(hub)
+        broker.stop()
