@@ -235,6 +235,13 @@ class SqliteArchive:
                 if len(body) > MAX_EVENT_BYTES:
                     raise ValidationError("too_large", "an event is at most 64 KiB")
             check_event(ev, item.site)
+            if body is item.payload and dumps(ev) != body:
+                # Not the byte form a kiosk publishes (docs/protocol.md "For a
+                # hub"): archived first, such a copy (spaces, escapes) would
+                # stand for the kiosk's own bytes, which then count as a duplicate.
+                raise ValidationError(
+                    "not_compact", "an event is published in its compact serialization"
+                )
         except ValidationError as err:
             self._evidence(c, state, None, err.reason, str(err), None, now)
             return err.reason

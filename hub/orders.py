@@ -80,6 +80,7 @@ _REASON_FIELD = {
     "bad_text": None,
     "bad_number": None,
     "too_deep": None,
+    "duplicate_key": None,
 }
 
 
