@@ -142,3 +142,50 @@ def test_a_hanging_notification_bot_delays_nothing_else(tmp_path: Path, tarpit: 
         pub.loop_stop()
         term(hub)
         broker.stop()
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_queue_of_huge_messages_does_not_swell_the_hub(tmp_path: Path) -> None:
+    """While the hub was down, a hostile kiosk queued 450 MB of 3 MB messages
+    (and 20 MB ones) for the hub's session; on start the hub read them all
+    into memory before its high-water mark (counted in messages) took effect
+    (measured: a 1.1 GB peak for 1 GB queued). Now the broker never sends a
+    packet over 4 MiB + 64 KiB, and the hub's reader pauses on bytes too,
+    from the first packet after CONNACK."""
+    broker = Broker(
+        tmp_path / "broker", extra_conf=["max_queued_messages 0", "max_queued_bytes 0"]
+    ).start()
+    cfg = write_config(
+        tmp_path, ("shop-a",), mqtt_url=broker.url, listen=f"127.0.0.1:{free_port()}"
+    )
+    hub = popen_hub(cfg, tmp_path / "hub.log")
+    pub = publisher(broker)
+    try:
+        wait_for(lambda: connected(tmp_path / "hub.log"), what="the hub to connect")
+        term(hub)  # the broker now queues for the hub's session
+        evs = chain("shop-a", 6)
+        junk = b'{"a":"' + b"x" * 3_000_000 + b'"}'
+        huge = b'{"a":"' + b"x" * 20_000_000 + b'"}'
+        items: list[tuple[str, bytes]] = []
+        for i in range(150):
+            kind = ("log", "events", "status", "cmd_result/x")[i % 4]
+            items.append((f"pickup/v1/shop-a/{kind}", junk))
+            if i % 25 == 0:
+                items.append(("pickup/v1/shop-a/events", dumps(evs[i // 25])))
+        items += [("pickup/v1/shop-a/log", huge)] * 3
+        publish_all(pub, items)
+        hub = popen_hub(cfg, tmp_path / "hub.log")
+        wait_for(lambda: archived_count(tmp_path / "hub.db") == 6, timeout=120, what="the drain")
+        assert peak_rss_kib(hub.pid) < 200 * 1024
+        assert archived(cfg, "shop-a") == [dumps(e) for e in evs]
+        assert hub.poll() is None
+    finally:
+        pub.loop_stop()
+        term(hub)
+        broker.stop()
