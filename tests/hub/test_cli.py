@@ -129,6 +129,12 @@ def test_errors_are_one_line(
     assert code == 1 and "password is 8 to 1024" in err  # no password on stdin: nothing made
     code, _, err = run(good, "sites", capsys=capsys)  # no archive yet
     assert code == 1 and "no archive here" in err
+    # an archive in a directory that does not exist (once: "cannot create the archive: None")
+    text = good.read_text().replace(str(tmp_path / "hub.db"), str(tmp_path / "no" / "hub.db"))
+    good.write_text(text)
+    code, _, err = run(good, "token", "add", "x", capsys=capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"directory {tmp_path / 'no'} does not exist" in err
     with pytest.raises(SystemExit) as exc:
         cli.main(["nosuch"])
     assert exc.value.code == 2
