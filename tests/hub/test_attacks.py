@@ -189,3 +189,45 @@ def test_a_queue_of_huge_messages_does_not_swell_the_hub(tmp_path: Path) -> None
         pub.loop_stop()
         term(hub)
         broker.stop()
+
+
+def test_a_full_disk_refuses_clearly_and_loses_nothing(tmp_path: Path) -> None:
+    """The archive's file system fills up while events flow and an order is
+    posted: the API answers 503 with a JSON reason, nothing is acknowledged
+    to the broker, and once space is back every event is archived exactly once."""
+    from tests.support.disk import fill, tmpfs
+
+    broker = Broker(tmp_path / "broker", extra_conf=["max_queued_messages 0"]).start()
+    port = free_port()
+    with tmpfs(tmp_path / "fs", "4m") as fs:
+        cfg = write_config(tmp_path, ("shop-a",), mqtt_url=broker.url, listen=f"127.0.0.1:{port}")
+        cfg.write_text(cfg.read_text().replace(str(tmp_path / "hub.db"), str(fs / "hub.db")))
+        token = hub_cli("token", "add", "shop", config=cfg).stdout.split()[0]
+        auth = {"Authorization": f"Bearer {token}"}
+        api = f"http://127.0.0.1:{port}/api/v1/sites/shop-a/orders"
+        hub = popen_hub(cfg, tmp_path / "hub.log")
+        pub = publisher(broker)
+        evs = chain("shop-a", 300, detail={"pad": "p" * 2000})
+        try:
+            wait_for(lambda: connected(tmp_path / "hub.log"), what="the hub to connect")
+            publish_all(pub, [("pickup/v1/shop-a/events", dumps(e)) for e in evs[:50]])
+            wait_for(lambda: archived_count(fs / "hub.db") == 50, what="the first events")
+            junk = fill(fs)
+            publish_all(pub, [("pickup/v1/shop-a/events", dumps(e)) for e in evs[50:]])
+            wait_for(
+                lambda: "database or disk is full" in (tmp_path / "hub.log").read_text(),
+                what="the hub to meet the full disk",
+            )
+            r = httpx.post(api, headers=auth, json={"order_id": "F-1", "status": "ready"})
+            assert r.status_code == 503 and "try again" in r.json()["error"]
+            assert hub.poll() is None
+            junk.unlink()
+            wait_for(lambda: archived_count(fs / "hub.db") == 300, timeout=120, what="the rest")
+            assert archived(cfg, "shop-a") == [dumps(e) for e in evs]
+            assert hub_cli("verify", "shop-a", config=cfg).stdout.strip() == "300"
+            r = httpx.post(api, headers=auth, json={"order_id": "F-1", "status": "ready"})
+            assert r.status_code == 201  # the refused one left nothing behind
+        finally:
+            pub.loop_stop()
+            term(hub)
+            broker.stop()
