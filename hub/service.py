@@ -52,6 +52,50 @@ from protocol import topics
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+#: HTTP requests in progress (and connections) beyond which uvicorn answers 503 at
+#: once: far above what a shop's backend, its owners and customers need, far below
+#: the file descriptors the hub has (see _more_files), which keep the MQTT link,
+#: the archive and the accept loop alive under a flood of slow connections.
+HTTP_CONCURRENCY = 512
+FILES_WANTED = 65536
+
+
+def _more_files() -> None:
+    """Raise the soft open-files limit toward the hard one (1024 by default).
+
+    A few hundred connections that never finish their request (slowloris)
+    used up 1,024 descriptors; asyncio then logged "socket.accept() out of
+    system resource" thousands of times a second.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+class _Once(logging.Filter):
+    """Lets a message through at most once a minute (a flood must not flood the journal)."""
+
+    def __init__(self, text: str, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.text, self.every_s, self.last, self.dropped = text, every_s, -1e18, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            self.dropped += 1
+            return False
+        self.last = now
+        if self.dropped:
+            record.msg = f"{record.msg} (and {self.dropped} more in the last minute)"
+            record.args = None
+            self.dropped = 0
+        return True
 
 
 class Notifier:
@@ -184,6 +228,9 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         self._build()
+        _more_files()
+        logging.getLogger("asyncio").addFilter(_Once("out of system resource"))
+        logging.getLogger("uvicorn.error").addFilter(_Once("Exceeded concurrency limit"))
         import uvicorn
 
         class _Server(uvicorn.Server):
@@ -193,7 +240,11 @@ class Service:
         sock = bind(self.cfg.hub.listen)
         server = _Server(
             uvicorn.Config(
-                create_app(self.ctx), lifespan="off", log_level="warning", access_log=False
+                create_app(self.ctx),
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+                limit_concurrency=HTTP_CONCURRENCY,
             )
         )
         tasks: list[tuple[str, asyncio.Task[Any]]] = []

@@ -247,3 +247,35 @@ def test_sites_and_events_views(env: tuple[TestClient, Any, dict[str, str]]) -> 
     ]
     assert [e["seq"] for e in evs] == [2, 3]
     assert client.get("/api/v1/health").json() == {"ok": True}
+
+
+def test_a_body_that_never_ends_is_cut_off(
+    env: tuple[TestClient, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body sent a byte now and then held a connection and a task for ever."""
+    import asyncio
+
+    import httpx2 as httpx
+
+    from hub.web import common
+
+    monkeypatch.setattr(common, "BODY_TIMEOUT_S", 0.2)
+    _client, ctx, auth = env
+
+    async def trickle() -> Any:
+        yield b'{"order_id": "SLOW-1", '
+        await asyncio.sleep(5)  # longer than the (shortened) limit; never reached
+        yield b'"status": "ready"}'
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(ctx))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+            return await c.post(
+                "/api/v1/sites/shop-a/orders",
+                content=trickle(),
+                headers={**auth, "Content-Type": "application/json"},
+            )
+
+    r = asyncio.run(asyncio.wait_for(post(), timeout=4))
+    assert r.status_code == 408 and r.json()["field"] == "body"
+    assert _client.get("/api/v1/sites/shop-a/orders/SLOW-1", headers=auth).status_code == 404

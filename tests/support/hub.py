@@ -159,7 +159,9 @@ def hub_cli(*args: str, config: Path, stdin: str | None = None, timeout: float =
     )
 
 
-def popen_hub(config: Path, log: Path) -> Any:
+def popen_hub(config: Path, log: Path, *, open_files: str | None = None) -> Any:
+    """``pickup-hub serve`` as a process; ``open_files`` ("SOFT:HARD") runs it
+    under ``prlimit --nofile`` (systemd's default is 1024:524288)."""
     import subprocess
     import sys
 
@@ -167,8 +169,9 @@ def popen_hub(config: Path, log: Path) -> Any:
 
     e = env()
     e.pop("PICKUP_HUB_CONFIG", None)
+    limit = ["prlimit", f"--nofile={open_files}"] if open_files else []
     return subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+        [*limit, sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
         env=e,
