@@ -68,6 +68,16 @@ GUESS_REASONS = frozenset({"unknown_number", "wrong_code", "clock_untrusted"})
 MAX_MUTE_S = 30 * 86400
 DELIVERY_ATTEMPTS = 8
 SEND_TIMEOUT_S = 30  # one notification, all of its URLs (a bot may never finish answering)
+#: notifications (raises and all-clears) of one site and kind in FLOOD_WINDOW_S;
+#: beyond, they are recorded as delivered and summed up in one message later (a
+#: bouncing door contact or a hostile kiosk must not flood the owner's group chat)
+FLOOD_BURST = 6
+FLOOD_WINDOW_S = 3600.0
+_HELD_NOTE = {
+    "zh": "另有 {n} 条同类提醒在一小时内过多，未逐条发送；最新一条：",
+    "en": "{n} more alerts of this kind came within the hour and were not sent one by one; "
+    "the latest:",
+}
 
 
 def _in_daemon_thread(fn: Callable[..., bool], *args: str) -> asyncio.Future[bool]:
@@ -491,6 +501,9 @@ class Deliverer:
     _attempts: dict[tuple[int, str], int] = field(default_factory=dict)
     _not_before: dict[tuple[int, str], float] = field(default_factory=dict)
     _inflight: list[asyncio.Future[bool]] = field(default_factory=list)
+    _sent: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    #: (site, kind) -> [count held back, the latest alert, its flag]
+    _held: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
     @staticmethod
     def _send_one(url: str, title: str, body: str) -> bool:
@@ -555,17 +568,19 @@ class Deliverer:
             if not self.cfg.alerts.urls or muted:
                 await self.call(self.book.mark, alert.id, flag)
                 continue
-            title, body = describe(
-                alert,
-                site.language if site else "en",
-                (site.name or site.id) if site else alert.site,
-                cleared=flag == "c",
-            )
+            kind = (alert.site, alert.kind)
+            if self._full(kind, now):
+                held = self._held.setdefault(kind, [0, alert, flag])
+                held[0], held[1], held[2] = held[0] + 1, alert, flag
+                await self.call(self.book.mark, alert.id, flag)
+                continue
+            title, body = self._words(alert, flag)
             ok = await self._bounded_send(alert.id, title, body)
             if ok is None:
                 return sent  # the last send still hangs: try again at the next round
             if ok:
                 await self.call(self.book.mark, alert.id, flag)
+                self._sent[kind].append(now)
                 sent += 1
                 continue
             n = self._attempts.get(key, 0) + 1
@@ -577,4 +592,32 @@ class Deliverer:
                 await self.call(self.book.mark, alert.id, flag)
             else:
                 self._not_before[key] = now + self.rng.uniform(0, min(600.0, 5.0 * 2**n))
+        for kind, (count, alert, flag) in list(self._held.items()):
+            if self._full(kind, now):
+                continue
+            site = self.cfg.site(alert.site)
+            note = _HELD_NOTE.get(site.language if site else "en", _HELD_NOTE["en"])
+            title, body = self._words(alert, flag)
+            ok = await self._bounded_send(alert.id, title, note.format(n=count) + "\n" + body)
+            if ok is None:
+                return sent
+            if ok:
+                self._sent[kind].append(now)
+                del self._held[kind]
+                sent += 1
         return sent
+
+    def _full(self, kind: tuple[str, str], now: float) -> bool:
+        window = self._sent[kind]
+        while window and window[0] <= now - FLOOD_WINDOW_S:
+            window.popleft()
+        return len(window) >= FLOOD_BURST
+
+    def _words(self, alert: Alert, flag: str) -> tuple[str, str]:
+        site = self.cfg.site(alert.site)
+        return describe(
+            alert,
+            site.language if site else "en",
+            (site.name or site.id) if site else alert.site,
+            cleared=flag == "c",
+        )
