@@ -114,6 +114,7 @@ class MqttLink:
         self.received = 0
         self.backlog = 0  # received, not yet handed to the archive
         self.inbox_bytes = 0  # their payload bytes
+        self.session_present = False  # of the last CONNACK
         self.pauses = 0
         self._inbox: list[Msg] = []
         self._ready = asyncio.Event()
@@ -161,6 +162,17 @@ class MqttLink:
             ready.set()
 
         client._client.on_message = on_message
+        # aiomqtt drops the CONNACK's flags; the hub needs "session present": a
+        # broker that kept no session (restarted without persistence) has lost
+        # the retained orders too, which the hub then publishes again.
+        aiomqtt_on_connect: Callable[..., None] | None = client._client.on_connect
+
+        def on_connect(c: Any, u: Any, flags: Any, *rest: Any) -> None:
+            self.session_present = bool(getattr(flags, "session_present", False))
+            if aiomqtt_on_connect is not None:
+                aiomqtt_on_connect(c, u, flags, *rest)
+
+        client._client.on_connect = on_connect
         self._inbox, self._ready, self.inbox_bytes = inbox, ready, 0
         return client
 

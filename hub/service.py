@@ -319,6 +319,14 @@ class Service:
         self._wake.set()
 
     async def _on_connect(self) -> None:
+        if not self.link.session_present:
+            # A broker without our session (restarted without persistence, or
+            # the session expired) may have lost every retained order and staff
+            # code: publish them again (a kiosk skips an identical document).
+            n = await self.runner.call(self.orders.republish_all)
+            n += await self.runner.call(self.staff.republish_all)
+            if n:
+                log.info("the broker kept no session for the hub: publishing %d documents again", n)
         self._ha_discovery = self.cfg.homeassistant.enabled
         self._ha_dirty |= set(self.cfg.site_ids)
         self._wake.set()

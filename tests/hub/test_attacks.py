@@ -306,3 +306,33 @@ def _health(port: int) -> object:
         return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=3).json()
     except httpx.HTTPError:
         return None
+
+
+def test_sigkill_while_publishing_orders_loses_none(tmp_path: Path) -> None:
+    """Orders are stored, then published; the hub killed right after its last
+    201 publishes the rest when it is back (and the broker, restarted without
+    persistence meanwhile, holds every one retained again)."""
+    from tests.support.hub import kill
+
+    broker = Broker(tmp_path / "broker", persistence=False).start()
+    port = free_port()
+    cfg = write_config(tmp_path, ("shop-a",), mqtt_url=broker.url, listen=f"127.0.0.1:{port}")
+    token = hub_cli("token", "add", "shop", config=cfg).stdout.split()[0]
+    auth = {"Authorization": f"Bearer {token}"}
+    hub = popen_hub(cfg, tmp_path / "hub.log")
+    try:
+        wait_for(lambda: connected(tmp_path / "hub.log"), what="the hub to connect")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth) as c:
+            for i in range(40):
+                body = {"order_id": f"K-{i}", "status": "ready", "slot": f"A{i}"}
+                assert c.post("/api/v1/sites/shop-a/orders", json=body).status_code == 201
+        kill(hub)
+        broker.restart()  # without persistence: the retained orders are gone too
+        hub = popen_hub(cfg, tmp_path / "hub.log")
+        docs = retained_orders(broker, "shop-a", 40, timeout=60)
+        assert sorted(json.loads(d)["order_id"] for d in docs) == sorted(
+            f"K-{i}" for i in range(40)
+        )
+    finally:
+        term(hub)
+        broker.stop()
