@@ -278,6 +278,10 @@ class MqttLink:
         """
         inbox, ready = self._inbox, self._ready
         _pause, resume = self._own_reader(client)  # the reader pauses itself
+        log.info(
+            "receiving from the broker (%s session)",
+            "its kept" if self.session_present else "a new",
+        )
 
         async def watch() -> None:
             # Nothing is queued here (on_message takes every message); this
