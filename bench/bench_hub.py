@@ -12,7 +12,8 @@ can, in the same run:
 - bare: an aiomqtt client that only receives (QoS 1, auto-acknowledged);
 - hub: the real ``pickup-hub serve`` (de-duplication, chain verification,
   durable commit with ``synchronous=FULL``, acknowledgement after commit),
-  timed from its "connected" log line to the archive holding every event.
+  timed from its "receiving from the broker" log line (right after CONNACK)
+  to the archive holding every event.
 
 Also the hub's peak resident memory (VmHWM) under that load. Budgets
 (docs/design.md): hub rate >= 0.5 x bare; memory < 150 MB.
@@ -179,7 +180,8 @@ def main() -> None:
 
             bare_s = asyncio.run(bare(broker.port, n))
             hub = hub_proc(cfg, log)
-            start = wait_log(log, "connected to the broker", 2)
+            # from CONNACK: the session's queue is taken from then on, ahead of the SUBACK
+            start = wait_log(log, "receiving from the broker", 2)
             db = tmp / "hub.db"
             peak = 0.0
             while archived(db) < n:

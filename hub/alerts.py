@@ -25,10 +25,12 @@ logic over the archive file with the time passed in (docs/design.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import sqlite3
+import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +67,52 @@ CLEARED_BY = {
 GUESS_REASONS = frozenset({"unknown_number", "wrong_code", "clock_untrusted"})
 MAX_MUTE_S = 30 * 86400
 DELIVERY_ATTEMPTS = 8
+SEND_TIMEOUT_S = 30  # one notification, all of its URLs (a bot may never finish answering)
+#: notifications (raises and all-clears) of one site and kind in FLOOD_WINDOW_S;
+#: beyond, they are recorded as delivered and summed up in one message later (a
+#: bouncing door contact or a hostile kiosk must not flood the owner's group chat)
+FLOOD_BURST = 6
+FLOOD_WINDOW_S = 3600.0
+_HELD_NOTE = {
+    "zh": "另有 {n} 条同类提醒在一小时内过多，未逐条发送；最新一条：",
+    "en": "{n} more alerts of this kind came within the hour and were not sent one by one; "
+    "the latest:",
+}
+
+
+def _in_daemon_thread(fn: Callable[..., bool], *args: str) -> asyncio.Future[bool]:
+    """``fn(*args)`` on a daemon thread of its own: unlike the default
+    executor's threads, one that never returns does not hold up the exit."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[bool] = loop.create_future()
+
+    def settle(value: bool | None, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(bool(value))
+
+    def work() -> None:
+        try:
+            value = fn(*args)
+        except Exception as exc:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=work, name="alert-send", daemon=True).start()
+    return fut
+
+
+def _consume(fut: asyncio.Future[bool]) -> None:
+    """Read an overrun send's outcome, so that its exception is not reported as lost."""
+    if not fut.cancelled():
+        fut.exception()
+
 
 MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
     # kind: language: (title when raised, all-clear title)
@@ -452,15 +500,60 @@ class Deliverer:
     rng: random.Random = field(default_factory=random.Random)
     _attempts: dict[tuple[int, str], int] = field(default_factory=dict)
     _not_before: dict[tuple[int, str], float] = field(default_factory=dict)
+    _inflight: list[asyncio.Future[bool]] = field(default_factory=list)
+    _sent: dict[tuple[str, str], deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    #: (site, kind) -> [count held back, the latest alert, its flag]
+    _held: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
-    def _send(self, title: str, body: str) -> bool:
+    @staticmethod
+    def _send_one(url: str, title: str, body: str) -> bool:
         import apprise
 
-        ap = apprise.Apprise()
-        for url in self.cfg.alerts.urls:
-            ap.add(url)
-        result = ap.notify(title=title, body=body)
-        return bool(result)
+        # async_mode off: Apprise sends on this (daemon) thread, not on its
+        # own pool, whose threads the interpreter waits for at exit.
+        ap = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
+        ap.add(url)
+        return bool(ap.notify(title=title, body=body))
+
+    def stuck(self) -> bool:
+        """Whether a send that overran its time is still running."""
+        return any(not f.done() for f in self._inflight)
+
+    async def _bounded_send(self, alert_id: int, title: str, body: str) -> bool | None:
+        """Send to every URL at once, each on a daemon thread of its own,
+        given at most SEND_TIMEOUT_S; True when every URL took it.
+
+        A bot can keep an HTTP answer going for ever (one byte just before
+        each read timeout) and a thread cannot be stopped: a send that
+        overran is left to finish alone and counted as failed, and nothing
+        new is sent while one still runs (stuck threads stay at one per
+        URL). None: a send of an earlier round still runs.
+        """
+        self._inflight = [f for f in self._inflight if not f.done()]
+        if self._inflight:
+            return None
+        futs = [_in_daemon_thread(self._send_one, u, title, body) for u in self.cfg.alerts.urls]
+        for f in futs:
+            f.add_done_callback(_consume)
+        self._inflight = futs  # also when this wait is cancelled (the hub stops)
+        done, pending = await asyncio.wait(futs, timeout=SEND_TIMEOUT_S)
+        ok = not pending
+        if pending:
+            log.error(
+                "notification for alert %d: %d of %d URL(s) took more than %d s; counted as failed",
+                alert_id,
+                len(pending),
+                len(futs),
+                SEND_TIMEOUT_S,
+            )
+        for f in done:
+            exc = f.exception()
+            if exc is not None:  # a notification plugin's defect must not stop the hub
+                log.error("notification for alert %d failed: %s", alert_id, type(exc).__name__)
+                ok = False
+            elif not f.result():
+                ok = False
+        return ok
 
     async def run_once(self, now: float) -> int:
         """Deliver what is due; return how many messages went out."""
@@ -475,19 +568,19 @@ class Deliverer:
             if not self.cfg.alerts.urls or muted:
                 await self.call(self.book.mark, alert.id, flag)
                 continue
-            title, body = describe(
-                alert,
-                site.language if site else "en",
-                (site.name or site.id) if site else alert.site,
-                cleared=flag == "c",
-            )
-            try:
-                ok = await asyncio.to_thread(self._send, title, body)
-            except Exception:  # a notification plugin's defect must not stop the hub
-                log.exception("notification for alert %d failed", alert.id)
-                ok = False
+            kind = (alert.site, alert.kind)
+            if self._full(kind, now):
+                held = self._held.setdefault(kind, [0, alert, flag])
+                held[0], held[1], held[2] = held[0] + 1, alert, flag
+                await self.call(self.book.mark, alert.id, flag)
+                continue
+            title, body = self._words(alert, flag)
+            ok = await self._bounded_send(alert.id, title, body)
+            if ok is None:
+                return sent  # the last send still hangs: try again at the next round
             if ok:
                 await self.call(self.book.mark, alert.id, flag)
+                self._sent[kind].append(now)
                 sent += 1
                 continue
             n = self._attempts.get(key, 0) + 1
@@ -499,4 +592,32 @@ class Deliverer:
                 await self.call(self.book.mark, alert.id, flag)
             else:
                 self._not_before[key] = now + self.rng.uniform(0, min(600.0, 5.0 * 2**n))
+        for kind, (count, alert, flag) in list(self._held.items()):
+            if self._full(kind, now):
+                continue
+            site = self.cfg.site(alert.site)
+            note = _HELD_NOTE.get(site.language if site else "en", _HELD_NOTE["en"])
+            title, body = self._words(alert, flag)
+            ok = await self._bounded_send(alert.id, title, note.format(n=count) + "\n" + body)
+            if ok is None:
+                return sent
+            if ok:
+                self._sent[kind].append(now)
+                del self._held[kind]
+                sent += 1
         return sent
+
+    def _full(self, kind: tuple[str, str], now: float) -> bool:
+        window = self._sent[kind]
+        while window and window[0] <= now - FLOOD_WINDOW_S:
+            window.popleft()
+        return len(window) >= FLOOD_BURST
+
+    def _words(self, alert: Alert, flag: str) -> tuple[str, str]:
+        site = self.cfg.site(alert.site)
+        return describe(
+            alert,
+            site.language if site else "en",
+            (site.name or site.id) if site else alert.site,
+            cleared=flag == "c",
+        )

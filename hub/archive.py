@@ -87,6 +87,10 @@ class Archive(Protocol):
     def store_logs(self, site: str, records: Iterable[Mapping[str, Any]]) -> int: ...
     def set_gap_since(self, site: str, when: float | None) -> None: ...
     def rejections(self, site: str) -> dict[str, int]: ...
+    def drop_phantoms(
+        self, site: str, kiosk_top: int, asked_at: float, now: float
+    ) -> list[ChainAlarm]: ...
+    def newest_log(self, site: str) -> int: ...
 
 
 class SqliteArchive:
@@ -231,6 +235,13 @@ class SqliteArchive:
                 if len(body) > MAX_EVENT_BYTES:
                     raise ValidationError("too_large", "an event is at most 64 KiB")
             check_event(ev, item.site)
+            if body is item.payload and dumps(ev) != body:
+                # Not the byte form a kiosk publishes (docs/protocol.md "For a
+                # hub"): archived first, such a copy (spaces, escapes) would
+                # stand for the kiosk's own bytes, which then count as a duplicate.
+                raise ValidationError(
+                    "not_compact", "an event is published in its compact serialization"
+                )
         except ValidationError as err:
             self._evidence(c, state, None, err.reason, str(err), None, now)
             return err.reason
@@ -419,6 +430,63 @@ class SqliteArchive:
             state.break_seq, state.break_message = seq, message
         report.alarms.append(ChainAlarm(state.site, kind, seq, message))
 
+    def drop_phantoms(
+        self, site: str, kiosk_top: int, asked_at: float, now: float
+    ) -> list[ChainAlarm]:
+        """Drop held events the kiosk does not have; the alarms to raise.
+
+        A complete answer to a fetch asked at ``asked_at`` ends at
+        ``kiosk_top``. A kiosk publishes an event only after storing it, so
+        a held event received before the asking with a seq beyond that is
+        not the kiosk's: a forgery (or another kiosk's, with the same site),
+        which would otherwise hold the gap open for ever (``verify`` failing,
+        a fetch every ``gaps.retry_max_s``). It is kept as evidence, and the
+        same goes for a ``last_seq`` of a status received before the asking.
+        """
+        state = self._chains[site]
+        alarms: list[ChainAlarm] = []
+        with self.db.atomic() as c:
+            rows = c.execute(
+                "SELECT seq, hash, body FROM early WHERE site = ? AND seq > ? "
+                "AND received_at < ? ORDER BY seq",
+                (site, kiosk_top, asked_at),
+            ).fetchall()
+            for seq, hash_, body in rows:
+                c.execute(
+                    "DELETE FROM early WHERE site = ? AND seq = ? AND hash = ?", (site, seq, hash_)
+                )
+                state.bytes -= len(body)
+                msg = (
+                    f"seq {seq} was held, but the kiosk's complete answer to a fetch asked "
+                    f"after it ends at seq {kiosk_top}: not the kiosk's event"
+                )
+                self._evidence(c, state, int(seq), "phantom", msg, bytes(body), now)
+                alarms.append(ChainAlarm(site, "phantom", int(seq), msg))
+            status = c.execute(
+                "SELECT received_at FROM site_status WHERE site = ?", (site,)
+            ).fetchone()
+            claim = state.status_last_seq
+            if claim > kiosk_top and status is not None and float(status[0]) < asked_at:
+                state.status_last_seq = kiosk_top
+                msg = (
+                    f"the status claimed seq {claim}, but the kiosk's complete answer to a "
+                    f"fetch asked after it ends at seq {kiosk_top}"
+                )
+                self._evidence(c, state, claim, "phantom", msg, None, now)
+                alarms.append(ChainAlarm(site, "phantom", claim, msg))
+            if alarms:
+                c.execute(
+                    "INSERT INTO rejections(site, reason, count, first_at, last_at) "
+                    "VALUES (?, 'phantom', ?, ?, ?) ON CONFLICT(site, reason) DO UPDATE SET "
+                    "count = count + excluded.count, last_at = excluded.last_at",
+                    (site, len(alarms), now, now),
+                )
+                self._refresh_early(state)
+                self._save_chain(c, state)
+        if alarms:
+            self._log_alarms(IngestReport(alarms=alarms))
+        return alarms
+
     # ----- status, logs --------------------------------------------------------
 
     def set_status(self, site: str, status: Mapping[str, Any], now: float) -> ChainState:
@@ -474,6 +542,11 @@ class SqliteArchive:
                 (site, site, keep),
             )
         return added
+
+    def newest_log(self, site: str) -> int:
+        """The newest kiosk log record's seq the hub holds (0 for none)."""
+        row = self.db.one("SELECT MAX(seq) AS n FROM logs WHERE site = ?", (site,))
+        return int(row["n"]) if row and row["n"] is not None else 0
 
     def logs(self, site: str, limit: int = 100) -> list[bytes]:
         rows = self.db.query(

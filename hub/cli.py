@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hub import config as hub_config
+from hub.ctl.words import clean
 from hub.errors import ArchiveError, ConfigError, HubError, KeyFileError, RequestError
 from protocol.orders import STATUSES
 
@@ -171,7 +172,10 @@ def cmd_events(cfg: hub_config.Config, args: argparse.Namespace) -> int:
             out.write(body + b"\n")
         else:
             ev = json.loads(body)
-            line = f"{ev['ts']}  #{ev['seq']:<6} {ev['type']:<16} {ev.get('order_id') or '-'}"
+            # The kiosk's strings, printed to a terminal: a hostile kiosk's
+            # escape sequences or bidi overrides are shown, never obeyed.
+            kind, oid = clean(ev["type"], 64), clean(ev.get("order_id") or "-", 64)
+            line = f"{clean(ev['ts'], 40)}  #{ev['seq']:<6} {kind:<16} {oid}"
             out.write(line.encode("utf-8") + b"\n")
     out.flush()
     db.close()
@@ -254,7 +258,7 @@ def cmd_orders(cfg: hub_config.Config, args: argparse.Namespace) -> int:
                 created = import_orders(book, Path(args.file), now)
             except ImportFailed as err:
                 for e in err.errors:
-                    print(f"pickup-hub: {args.file}: {e}", file=sys.stderr)
+                    print(f"pickup-hub: {args.file}: {clean(str(e), 500)}", file=sys.stderr)
                 print(f"pickup-hub: {err}", file=sys.stderr)
                 return EXIT_FAIL
             for o in created:
@@ -272,7 +276,7 @@ def cmd_orders(cfg: hub_config.Config, args: argparse.Namespace) -> int:
         else:
             for o in rows:
                 state = "expired" if o["expired"] else o["status"]
-                slot = o["slot"] or "-"
+                slot = clean(o["slot"] or "-", 64)
                 print(f"{o['site']:<20} {o['order_id']:<24} {o['pickup_no']:>6} {state:<16} {slot}")
         return 0
     finally:

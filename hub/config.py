@@ -56,7 +56,11 @@ def _public_url(v: Any) -> str | None:
 
 
 def _mqtt_url(v: Any) -> str | None:
-    return None if _MQTT_URL_RE.match(v) else "mqtt://host[:port] or mqtts://host[:port]"
+    m = _MQTT_URL_RE.match(v)
+    if not m or (m.group(1) and not 1 <= int(m.group(1)[1:]) <= 65535):
+        # (a port out of range once passed, and every connect then failed)
+        return "mqtt://host[:port] or mqtts://host[:port], the port from 1 to 65535"
+    return None
 
 
 def _site_id(v: Any) -> str | None:

@@ -194,10 +194,13 @@ class Database:
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+        except ArchiveError:
+            raise  # (an OSError too: it would lose its words below)
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from None
         except OSError as exc:
-            raise ArchiveError(f"{self.path}: cannot create the archive: {exc.strerror}") from None
+            why = exc.strerror or type(exc).__name__
+            raise ArchiveError(f"{self.path}: cannot create the archive: {why}") from None
         self._depth = 0
 
     def _journal_wal(self, timeout_s: float) -> None:

@@ -27,7 +27,7 @@ from hub.config import Config
 from hub.console.commands import CommandBook
 from hub.console.timeline import Timeline
 from hub.errors import ArchiveError
-from hub.gaps import GapFiller
+from hub.gaps import GapFiller, Page
 from hub.ingest import Msg
 from hub.orders import OrderBook
 from protocol import topics
@@ -117,6 +117,7 @@ class Dispatcher:
         items: list[Incoming] = []
         logs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         statuses: dict[str, dict[str, Any]] = {}  # the newest of the batch, per site
+        answers: list[Page] = []  # complete answers to gap fetches
         for m in batch:
             t = topics.parse(m.topic)
             if t is None or t.site not in self.sites:
@@ -143,10 +144,17 @@ class Dispatcher:
                 if page is not None:
                     items.extend(Incoming(t.site, ev, "gap") for ev in page.events)
                     logs[t.site].extend(r for r in page.logs if r.get("site") == t.site)
+                    if page.kiosk_top is not None:
+                        answers.append(page)
             else:
                 self.ignored[t.kind] += 1
-        if items:
+        if items or answers:
             report = self.archive.ingest(items, now)
+            for page in answers:  # after the page's own events: they may fill the gap
+                assert page.kiosk_top is not None
+                report.alarms += self.archive.drop_phantoms(
+                    page.site, page.kiosk_top, page.asked_at, now
+                )
             by_site: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for ev in report.verified:
                 by_site[str(ev["site"])].append(ev)
@@ -207,7 +215,7 @@ class Dispatcher:
         for site in self.cfg.site_ids:
             chain = self.archive.chain(site)
             before = chain.gap_since
-            cmd = self.gaps.due(chain, now)
+            cmd = self.gaps.due(chain, now, self.archive.newest_log(site))
             if chain.gap_since != before:
                 after, chain.gap_since = chain.gap_since, before
                 self.archive.set_gap_since(site, after)

@@ -41,8 +41,11 @@ log = logging.getLogger(__name__)
 class _Fetch:
     cmd_id: str
     since: int
-    sent_at: float
+    sent_at: float  # moved on by each page: the result timeout counts from the newest
+    asked_at: float = 0.0  # when the command went out (never moved)
+    top: int = 0  # the newest seq of the site's events in the pages so far
     pages: set[int] = field(default_factory=set)
+    last_page: int | None = None
 
 
 @dataclass
@@ -62,6 +65,11 @@ class Page:
     events: list[dict[str, Any]]
     logs: list[dict[str, Any]]
     last: bool
+    #: a complete answer (pages 1..last all seen): the kiosk's newest seq
+    #: when it answered, and when the hub asked. A held event received
+    #: before the asking and newer than that is not the kiosk's.
+    kiosk_top: int | None = None
+    asked_at: float = 0.0
 
 
 class GapFiller:
@@ -89,10 +97,14 @@ class GapFiller:
             "last_refusal": s.refusal or None,
         }
 
-    def due(self, chain: ChainState, now: float) -> tuple[str, bytes] | None:
+    def due(
+        self, chain: ChainState, now: float, since_log_seq: int = 0
+    ) -> tuple[str, bytes] | None:
         """The command to publish for this site now, if any; updates gap_since.
 
         Returns (topic, payload). The caller persists ``chain.gap_since``.
+        ``since_log_seq``: the newest kiosk log record the hub holds (without
+        it, every fetch would bring back every record the kiosk keeps).
         """
         s = self._site(chain.site)
         gap = chain.missing()
@@ -118,13 +130,13 @@ class GapFiller:
         doc = build_command(
             chain.site,
             "logs",
-            {"since_seq": chain.tail.seq},
+            {"since_seq": chain.tail.seq, "since_log_seq": since_log_seq},
             self.key,
             now=now,
             ttl=self.cfg.result_timeout_s,
             cmd_id=cmd_id,
         )
-        s.fetch = _Fetch(cmd_id, chain.tail.seq, now)
+        s.fetch = _Fetch(cmd_id, chain.tail.seq, now, asked_at=now, top=chain.tail.seq)
         s.fetches += 1
         log.info(
             "site %s: seq %d to %d missing; fetching with logs since_seq=%d (%s)",
@@ -152,21 +164,37 @@ class GapFiller:
             return Page(site, [], [], True)
         fetch.sent_at = now  # pages are flowing: the timeout counts from the newest
         page = doc.get("page")
-        if isinstance(page, int) and not isinstance(page, bool):
-            fetch.pages.add(page)
+        numbered = isinstance(page, int) and not isinstance(page, bool) and 1 <= page <= 10**6
+        if numbered:
+            fetch.pages.add(int(page))  # type: ignore[arg-type]
         events = doc.get("events") if isinstance(doc.get("events"), list) else []
         logs = doc.get("logs") if isinstance(doc.get("logs"), list) else []
         assert isinstance(events, list) and isinstance(logs, list)
+        events = [e for e in events if isinstance(e, dict)]
+        for e in events:
+            seq = e.get("seq")
+            if e.get("site") == site and isinstance(seq, int) and not isinstance(seq, bool):
+                fetch.top = max(fetch.top, min(seq, 2**53))
         last = doc.get("last") is True
-        if last:
+        if last and numbered:
+            fetch.last_page = int(page)  # type: ignore[arg-type]
+        top: int | None = None
+        if fetch.last_page is not None and fetch.pages == set(range(1, fetch.last_page + 1)):
+            top = fetch.top  # every page seen (they may come out of order)
             s.fetch = None
+        if last:
             s.refusal = ""
             # Still short after a complete answer (events written since): ask
-            # again after the backoff; a filled gap resets it in due().
+            # again after the backoff; a filled gap resets it in due(). Pages
+            # that are still missing may come; else the result timeout ends it.
             s.next_at = now + s.backoff.next_delay()
+            if not numbered:
+                s.fetch = None
         return Page(
             site,
-            [e for e in events if isinstance(e, dict)],
+            events,
             [r for r in logs if isinstance(r, dict)],
             last,
+            kiosk_top=top,
+            asked_at=fetch.asked_at,
         )

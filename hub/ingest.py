@@ -24,7 +24,8 @@ Memory is bounded by the hub itself, not only by the broker: Mosquitto
 (measured: a client asking for 500 received 18,000 unacknowledged
 messages), so when more than :data:`HIGH_WATER` messages wait, the link
 stops reading its socket until the archive has caught up below
-:data:`LOW_WATER`. TCP then pushes back and the broker queues for the
+:data:`LOW_WATER` (likewise in payload bytes), and the broker never sends
+a packet over :data:`MAX_PACKET`. TCP then pushes back and the broker queues for the
 session. For that the link registers its own socket reader in place of
 aiomqtt's (the same loop over ``loop_read``), so that it can pause it.
 """
@@ -54,9 +55,17 @@ log = logging.getLogger(__name__)
 
 RECEIVE_MAXIMUM = 4000  # unacknowledged messages the broker may send us at once
 BATCH_MAX = 2000
+BATCH_BYTES = 16 * 1024 * 1024  # ... or this many payload bytes (at least one message)
 SUBSCRIBE_CHUNK = 100
 HIGH_WATER = 4000  # waiting messages at which the link stops reading the socket
 LOW_WATER = 1000  # ... and below which it reads again
+HIGH_WATER_BYTES = 64 * 1024 * 1024  # ... or waiting payload bytes
+LOW_WATER_BYTES = 16 * 1024 * 1024
+#: the largest packet the broker may send us (MQTT 5 Maximum Packet Size): a
+#: ``logs`` page (4 MiB, hub.dispatch) and room for its topic and properties.
+#: Mosquitto drops a larger message for this client instead of sending it, so
+#: a hostile kiosk cannot queue gigabytes for the hub's session.
+MAX_PACKET = 4 * 1024 * 1024 + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,8 @@ class MqttLink:
         self.connects = 0
         self.received = 0
         self.backlog = 0  # received, not yet handed to the archive
+        self.inbox_bytes = 0  # their payload bytes
+        self.session_present = False  # of the last CONNACK
         self.pauses = 0
         self._inbox: list[Msg] = []
         self._ready = asyncio.Event()
@@ -113,6 +124,7 @@ class MqttLink:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         props.ReceiveMaximum = RECEIVE_MAXIMUM
+        props.MaximumPacketSize = MAX_PACKET
         tls_params = None
         if tls:
             tls_params = aiomqtt.TLSParameters(
@@ -146,10 +158,22 @@ class MqttLink:
                 return
             inbox.append(Msg(topic, bytes(m.payload), bool(m.retain), int(m.mid), int(m.qos)))
             self.received += 1
+            self.inbox_bytes += len(m.payload)
             ready.set()
 
         client._client.on_message = on_message
-        self._inbox, self._ready = inbox, ready
+        # aiomqtt drops the CONNACK's flags; the hub needs "session present": a
+        # broker that kept no session (restarted without persistence) has lost
+        # the retained orders too, which the hub then publishes again.
+        aiomqtt_on_connect: Callable[..., None] | None = client._client.on_connect
+
+        def on_connect(c: Any, u: Any, flags: Any, *rest: Any) -> None:
+            self.session_present = bool(getattr(flags, "session_present", False))
+            if aiomqtt_on_connect is not None:
+                aiomqtt_on_connect(c, u, flags, *rest)
+
+        client._client.on_connect = on_connect
+        self._inbox, self._ready, self.inbox_bytes = inbox, ready, 0
         return client
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -161,11 +185,6 @@ class MqttLink:
                     self.client = client
                     self.connects += 1
                     self.backoff.reset()
-                    await self._subscribe(client)
-                    self.connected.set()
-                    log.info("connected to the broker (%d subscriptions)", len(self.filters))
-                    if self.on_connect is not None:
-                        await self.on_connect()
                     await self._receive(client, stop)
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc) or type(exc).__name__
@@ -235,16 +254,34 @@ class MqttLink:
                 if not client._disconnected.done():
                     client._disconnected.set_exception(exc)
                 return
-            if len(self._inbox) >= HIGH_WATER:
+            if len(self._inbox) >= HIGH_WATER or self.inbox_bytes >= HIGH_WATER_BYTES:
                 pause()
 
         loop.remove_reader(fd)
         loop.add_reader(fd, read)
         return pause, resume
 
+    async def _start(self, client: aiomqtt.Client) -> None:
+        await self._subscribe(client)
+        self.connected.set()
+        log.info("connected to the broker (%d subscriptions)", len(self.filters))
+        if self.on_connect is not None:
+            await self.on_connect()
+
     async def _receive(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Take messages in batches, and subscribe meanwhile.
+
+        The reader and the processor come first: a persistent session's
+        queue floods in right after CONNACK, ahead of the SUBACK, and must
+        meet the high-water marks (a paused reader with no processor would
+        never read the SUBACK).
+        """
         inbox, ready = self._inbox, self._ready
         _pause, resume = self._own_reader(client)  # the reader pauses itself
+        log.info(
+            "receiving from the broker (%s session)",
+            "its kept" if self.session_present else "a new",
+        )
 
         async def watch() -> None:
             # Nothing is queued here (on_message takes every message); this
@@ -255,27 +292,38 @@ class MqttLink:
         async def processor() -> None:
             while True:
                 await ready.wait()
-                batch = inbox[:BATCH_MAX]
-                del inbox[: len(batch)]
+                n, size = 0, 0
+                while n < min(BATCH_MAX, len(inbox)) and (n == 0 or size < BATCH_BYTES):
+                    size += len(inbox[n].payload)
+                    n += 1
+                batch = inbox[:n]
+                del inbox[:n]
                 self.backlog = len(inbox)
+                self.inbox_bytes -= size
                 if not inbox:
                     ready.clear()
                 await self.handle(batch)
                 for m in batch:  # acknowledged only now that the batch is committed
                     if m.qos > 0:
                         client._client.ack(m.mid, m.qos)
-                if len(inbox) < LOW_WATER:
+                batch = []  # not held while waiting for the next one
+                if len(inbox) < LOW_WATER and self.inbox_bytes < LOW_WATER_BYTES:
                     resume()
 
         tasks = [asyncio.create_task(watch()), asyncio.create_task(processor())]
+        tasks.append(asyncio.create_task(self._start(client)))
         stopper = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                if t is not stopper and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
-            if tasks[0] in done:
-                raise aiomqtt.MqttError("the broker closed the connection")
+            waiting = {*tasks, stopper}
+            while True:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    if t is not stopper and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+                if tasks[0] in done:
+                    raise aiomqtt.MqttError("the broker closed the connection")
+                if done - {tasks[2]}:
+                    break  # stopped (only the subscribing may end and the rest go on)
         finally:
             for t in [*tasks, stopper]:
                 t.cancel()

@@ -80,6 +80,7 @@ _REASON_FIELD = {
     "bad_text": None,
     "bad_number": None,
     "too_deep": None,
+    "duplicate_key": None,
 }
 
 
@@ -539,6 +540,16 @@ class OrderBook:
         return changed
 
     # ----- publishing ----------------------------------------------------------
+
+    def republish_all(self) -> int:
+        """Mark every order the broker should hold retained as not yet published
+        (the broker lost its retained messages); how many."""
+        with self.db.atomic() as c:
+            cur = c.execute(
+                "UPDATE orders SET published_version = version - 1 "
+                "WHERE forgotten = 0 AND published_version >= version"
+            )
+            return cur.rowcount
 
     def unpublished(self, limit: int = 500) -> list[tuple[str, str, int, str, bytes]]:
         """(site, order_id, version, topic, payload) of versions not yet published.

@@ -9,8 +9,11 @@ one failure is logged with context (docs/design.md):
 3. the HTTP API (Starlette on uvicorn, on a socket bound here so that a
    taken port is a clear error, not an exit from inside uvicorn);
 4. the MQTT link (:class:`hub.ingest.MqttLink`);
-5. the timers: gap fetches, alert conditions and deliveries, order and
-   staff code publishing, Home Assistant state, the systemd watchdog.
+5. the timers: gap fetches, alert conditions, order and staff code
+   publishing, Home Assistant state, the systemd watchdog;
+6. alert delivery, in a loop of its own: a notification bot that hangs
+   must not hold back the timers (orders waiting to be published, gap
+   fetches, the watchdog).
 
 systemd: ``READY=1`` once all are up, ``WATCHDOG=1`` from the timers loop
 (a stalled loop gets the hub restarted), ``STOPPING=1`` on SIGTERM, which
@@ -49,6 +52,33 @@ from protocol import topics
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+#: HTTP requests in progress (and connections) beyond which uvicorn answers 503 at
+#: once: far above what a shop's backend, its owners and customers need, far below
+#: the file descriptors the hub has (hub.web.server.raise_file_limit), which keep the MQTT link,
+#: the archive and the accept loop alive under a flood of slow connections.
+HTTP_CONCURRENCY = 512
+
+
+class _Once(logging.Filter):
+    """Lets a message through at most once a minute (a flood must not flood the journal)."""
+
+    def __init__(self, text: str, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.text, self.every_s, self.last, self.dropped = text, every_s, -1e18, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            self.dropped += 1
+            return False
+        self.last = now
+        if self.dropped:
+            record.msg = f"{record.msg} (and {self.dropped} more in the last minute)"
+            record.args = None
+            self.dropped = 0
+        return True
 
 
 class Notifier:
@@ -181,6 +211,8 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         self._build()
+        logging.getLogger("asyncio").addFilter(_Once("out of system resource"))
+        logging.getLogger("uvicorn.error").addFilter(_Once("Exceeded concurrency limit"))
         import uvicorn
 
         class _Server(uvicorn.Server):
@@ -199,6 +231,7 @@ class Service:
                 access_log=False,
                 # idle and slow-head connections are closed, their number bounded
                 http=http_guard.protocol(per_address=not self.cfg.console.trust_forwarded_for),
+                limit_concurrency=HTTP_CONCURRENCY,
             )
         )
         tasks: list[tuple[str, asyncio.Task[Any]]] = []
@@ -206,6 +239,7 @@ class Service:
             tasks.append(("http", asyncio.create_task(server.serve(sockets=[sock]))))
             tasks.append(("mqtt", asyncio.create_task(self.link.run(self.stop))))
             tasks.append(("timers", asyncio.create_task(self._timers())))
+            tasks.append(("alert delivery", asyncio.create_task(self._deliveries())))
             self.notifier.send("READY=1\nSTATUS=archiving " + ", ".join(self.cfg.site_ids))
             log.info(
                 "pickup-hub serving %d site(s); API on http://%s",
@@ -272,6 +306,14 @@ class Service:
         self._wake.set()
 
     async def _on_connect(self) -> None:
+        if not self.link.session_present:
+            # A broker without our session (restarted without persistence, or
+            # the session expired) may have lost every retained order and staff
+            # code: publish them again (a kiosk skips an identical document).
+            n = await self.runner.call(self.orders.republish_all)
+            n += await self.runner.call(self.staff.republish_all)
+            if n:
+                log.info("the broker kept no session for the hub: publishing %d documents again", n)
         self._ha_discovery = self.cfg.homeassistant.enabled
         self._ha_dirty |= set(self.cfg.site_ids)
         self._wake.set()
@@ -295,7 +337,16 @@ class Service:
         yield "order publishing", self._publish_orders()
         yield "staff code publishing", self._publish_staff()
         yield "home assistant", self._home_assistant()
-        yield "alert delivery", self.deliverer.run_once(self.clock())
+
+    async def _deliveries(self) -> None:
+        """Alert delivery, apart from the timers (see the module doc)."""
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=TICK_S)
+            try:
+                await self.deliverer.run_once(self.clock())
+            except Exception:
+                log.exception("alert delivery failed; retrying in a moment")
 
     async def _tick(self) -> None:
         outcome = await self.runner.call(self.dispatcher.tick, self.clock())
@@ -342,4 +393,13 @@ class Service:
 
 
 def serve(cfg: Config) -> int:
-    return asyncio.run(Service(cfg).run())
+    service = Service(cfg)
+    rc = asyncio.run(service.run())
+    if service.deliverer.stuck():
+        # Everything is stopped and the archive closed; only a notification
+        # still hangs on a thread of Apprise's pool, which the interpreter
+        # would wait for at exit, for ever (systemd would SIGKILL us).
+        log.warning("a notification was still being sent; exiting without waiting for it")
+        logging.shutdown()
+        os._exit(rc)
+    return rc

@@ -256,6 +256,15 @@ class StaffBook:
 
     # ----- publishing ----------------------------------------------------------
 
+    def republish_all(self) -> int:
+        """As OrderBook.republish_all, for staff documents."""
+        with self.db.atomic() as c:
+            cur = c.execute(
+                "UPDATE staff SET published_version = version - 1 "
+                "WHERE published_version >= version"
+            )
+            return cur.rowcount
+
     def unpublished(self, limit: int = 500) -> list[tuple[str, str, int, str, bytes]]:
         """(site, staff_id, version, topic, payload) of versions not yet published."""
         rows = self.db.query(

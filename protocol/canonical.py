@@ -90,10 +90,19 @@ def _parse_constant(_name: str) -> Any:
     return _Refused("bad_number")  # NaN, Infinity, -Infinity are not JSON
 
 
+def _object(pairs: list[tuple[str, Any]]) -> Any:
+    # A repeated key means one thing to Python (the last wins) and another to
+    # a reader that takes the first: an archive of such bytes could be read
+    # back as an event other than the one whose hash was checked.
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _Refused("duplicate_key")
+
+
 _MESSAGES = {
     "bad_number": "a number is not finite or has more than 20 digits",
     "bad_text": "a string holds a lone surrogate (not encodable as UTF-8)",
     "too_deep": f"objects and arrays nest deeper than {MAX_DEPTH} levels",
+    "duplicate_key": "an object names the same key twice",
 }
 
 
@@ -122,7 +131,11 @@ def check_value(value: Any, depth: int = 0) -> None:
 def _loads(text: str) -> Any:
     """json.loads with the refusing hooks; raises JSONDecodeError/RecursionError."""
     return json.loads(
-        text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        text,
+        parse_int=_parse_int,
+        parse_float=_parse_float,
+        parse_constant=_parse_constant,
+        object_pairs_hook=_object,
     )
 
 
@@ -130,8 +143,8 @@ def decode_json_object(payload: bytes | str, *, max_bytes: int = MAX_PAYLOAD) ->
     """Untrusted bytes (or text) to a JSON object whose every value is safe.
 
     Raises ValidationError with reason ``too_large``, ``not_utf8``,
-    ``malformed``, ``not_object``, ``bad_number``, ``bad_text`` or
-    ``too_deep``; the message never echoes the payload.
+    ``malformed``, ``not_object``, ``bad_number``, ``bad_text``,
+    ``duplicate_key`` or ``too_deep``; the message never echoes the payload.
     """
     size = len(payload) if isinstance(payload, bytes) else len(payload.encode("utf-8", "replace"))
     if size > max_bytes:
@@ -147,6 +160,8 @@ def decode_json_object(payload: bytes | str, *, max_bytes: int = MAX_PAYLOAD) ->
         value = _loads(text)
     except (json.JSONDecodeError, RecursionError, ValueError):
         raise ValidationError("malformed", "the payload is not valid JSON") from None
+    if isinstance(value, _Refused) and value.reason == "duplicate_key":
+        check_value(value)  # an object, refused (a bare NaN stays "not an object")
     if not isinstance(value, dict):
         raise ValidationError("not_object", "the payload must be a JSON object")
     check_value(value)

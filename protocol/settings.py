@@ -46,13 +46,20 @@ def did_you_mean(word: str, options: list[str]) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
+def shown_value(value: Any, limit: int = 80) -> str:
+    """A bad value as the message shows it: its repr, cut short (a 400-digit
+    number or a pasted blob must not drown the one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class SettingsProblem(ValueError):
     """One problem with one key; the caller turns it into its own ConfigError."""
 
 
 def coerce(src: str, key: str, tp: Any, value: Any, *, secret: bool = False) -> Any:
     """``value`` as the field's type; raises SettingsProblem naming file and key."""
-    shown = "(hidden)" if secret else repr(value)
+    shown = "(hidden)" if secret else shown_value(value)
 
     def bad(expected: str) -> SettingsProblem:
         return SettingsProblem(f"{src}: {key} = {shown} is not valid: expected {expected}")
@@ -124,7 +131,7 @@ def build_section(
         check = fields[key].metadata.get("check")
         problem = check(coerced) if check else None
         if problem:
-            shown = "(hidden)" if secret else repr(value)
+            shown = "(hidden)" if secret else shown_value(value)
             bad(f"{src}: {full} = {shown} is not valid: expected {problem}")
             continue
         kwargs[key] = coerced

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -107,9 +108,23 @@ def dispatch(args: argparse.Namespace) -> int:
     return handlers[func](args, settings)
 
 
+_KEY_TEXT = re.compile(r"^-[A-Za-z0-9_-]{42}\Z")  # an unpadded base64url Ed25519 key
+
+
+def _keys_as_positionals(argv: list[str]) -> list[str]:
+    """``key-id`` KEY arguments that start with '-' (one key in 64 does) are
+    keys, not options: argparse would refuse them ("KEY is required")."""
+    if not argv or argv[0] != "key-id" or "--" in argv:
+        return argv
+    keys = [a for a in argv[1:] if _KEY_TEXT.match(a)]
+    if not keys:
+        return argv
+    return [argv[0], *(a for a in argv[1:] if a not in keys), "--", *keys]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_keys_as_positionals(list(sys.argv[1:] if argv is None else argv)))
     try:
         return dispatch(args)
     except CtlError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -11,6 +12,8 @@ from hub.web import AppContext
 from protocol.canonical import decode_json_object
 from protocol.errors import ValidationError
 from protocol.topics import valid_site
+
+BODY_TIMEOUT_S = 30
 
 
 def ctx(request: Request) -> AppContext:
@@ -59,11 +62,19 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise RequestError(f"the body is larger than {limit} bytes", "body", 413)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"the body is larger than {limit} bytes", "body", 413)
-        chunks.append(chunk)
+    try:
+        # A client that sends its body a byte a minute holds a connection and a
+        # task for ever; a whole body gets BODY_TIMEOUT_S.
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(f"the body is larger than {limit} bytes", "body", 413)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(
+            f"the body did not arrive within {BODY_TIMEOUT_S} s", "body", 408
+        ) from None
     try:
         return decode_json_object(b"".join(chunks), max_bytes=limit)
     except ValidationError as err:

@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from hub.errors import ArchiveError, HubError, RequestError
@@ -198,6 +198,13 @@ async def _archive_error(request: Request, exc: Exception) -> Response:
     return error(503, message, None)
 
 
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    # The client closed its connection before its body arrived: nobody reads
+    # an answer, and it is no defect of the hub (once a traceback each).
+    log.debug("a client left before sending its whole request")
+    return Response(status_code=400)
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error answering a request", exc_info=exc)
     if _wants_page(request):
@@ -211,5 +218,6 @@ def exception_handlers() -> dict[Any, Any]:
         LoginRequired: _login_required,
         HTTPException: _http_error,
         ArchiveError: _archive_error,
+        ClientDisconnect: _client_gone,
         Exception: _internal,
     }

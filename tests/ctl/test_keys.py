@@ -137,6 +137,11 @@ def test_key_id_names_a_key_from_the_config(tmp_path: Path) -> None:
     proc = run_ctl("key-id", pub, "--config", str(conf))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{kid}  public key  (phone)\n"
+    # one key in 64 starts with '-' (this test once failed on such a random key)
+    dash = "-" + pub[1:]
+    proc = run_ctl("key-id", dash, "--config", str(conf))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{key_id(dash)}  public key")
 
 
 @pytest.mark.parametrize(

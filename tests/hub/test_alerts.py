@@ -200,3 +200,37 @@ def test_english_sites_get_english(tmp_path: Path, receiver: Receiver) -> None:
     assert asyncio.run(Deliverer(cfg, book, runner.call).run_once(clock())) == 1
     assert receiver.bodies[0]["title"] == "[蔡甸一店] Door held open"
     runner.close()
+
+
+def test_a_bouncing_door_does_not_flood_the_owner(tmp_path: Path, receiver: Receiver) -> None:
+    """A door contact that bounces (or a hostile kiosk) sent door_forced and
+    door_closed 100 times: 100 occurrences, 200 messages to the group chat.
+    Now at most FLOOD_BURST an hour per site and kind, then one summary."""
+    from hub.alerts import FLOOD_BURST, FLOOD_WINDOW_S
+
+    cfg, book, clock = setup(tmp_path, [f"json://127.0.0.1:{receiver.port}/"], "en")
+    runner = Runner()
+    deliverer = Deliverer(cfg, book, runner.call)
+    engine = AlertEngine(book, cfg, clock())
+    bounces = []
+    for i in range(100):
+        bounces += chain("shop-a", 1, start=2 * i + 1, type_="door_forced")
+        bounces += chain("shop-a", 1, start=2 * i + 2, type_="door_closed")
+    engine.on_events("shop-a", bounces, clock())
+    assert len(book.search(site="shop-a")) == 100  # every occurrence is kept
+
+    async def run() -> int:
+        return await deliverer.run_once(clock())
+
+    while book.undelivered():
+        asyncio.run(run())
+    assert len(receiver.bodies) == FLOOD_BURST
+    other = chain("shop-a", 1, start=500, type_="store_rollback")  # another kind goes on
+    engine.on_events("shop-a", other, clock())
+    assert asyncio.run(run()) == 1 and "rolled back" in receiver.bodies[-1]["title"].lower()
+    clock.advance(FLOOD_WINDOW_S)
+    assert asyncio.run(run()) == 1  # the summary, once the hour is over
+    summary = receiver.bodies[-1]
+    assert f"{200 - FLOOD_BURST} more alerts of this kind" in summary["message"], summary
+    assert asyncio.run(run()) == 0
+    runner.close()

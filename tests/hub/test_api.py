@@ -247,3 +247,73 @@ def test_sites_and_events_views(env: tuple[TestClient, Any, dict[str, str]]) -> 
     ]
     assert [e["seq"] for e in evs] == [2, 3]
     assert client.get("/api/v1/health").json() == {"ok": True}
+
+
+def test_a_body_that_never_ends_is_cut_off(
+    env: tuple[TestClient, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body sent a byte now and then held a connection and a task for ever."""
+    import asyncio
+
+    import httpx2 as httpx
+
+    from hub.web import common
+
+    monkeypatch.setattr(common, "BODY_TIMEOUT_S", 0.2)
+    _client, ctx, auth = env
+
+    async def trickle() -> Any:
+        yield b'{"order_id": "SLOW-1", '
+        await asyncio.sleep(5)  # longer than the (shortened) limit; never reached
+        yield b'"status": "ready"}'
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(ctx))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+            return await c.post(
+                "/api/v1/sites/shop-a/orders",
+                content=trickle(),
+                headers={**auth, "Content-Type": "application/json"},
+            )
+
+    r = asyncio.run(asyncio.wait_for(post(), timeout=4))
+    assert r.status_code == 408 and r.json()["field"] == "body"
+    assert _client.get("/api/v1/sites/shop-a/orders/SLOW-1", headers=auth).status_code == 404
+
+
+def test_concurrent_creates_and_where_the_token_may_be(
+    env: tuple[TestClient, Any, dict[str, str]],
+) -> None:
+    """Racing creates of one order (or one idempotency key with other bodies)
+    store one; a token anywhere but the Authorization header counts for nothing."""
+    import threading
+
+    client, _ctx, auth = env
+    token = auth["Authorization"].split()[1]
+    url = "/api/v1/sites/shop-a/orders"
+    assert client.get(f"{url}?access_token={token}").status_code == 401
+    assert client.get(url, headers={"X-Token": token}).status_code == 401
+    codes: list[int] = []
+
+    def create(body: dict[str, Any], key: str | None = None) -> None:
+        headers = {**auth, **({"Idempotency-Key": key} if key else {})}
+        codes.append(client.post(url, json=body, headers=headers).status_code)
+
+    def race(bodies: list[tuple[dict[str, Any], str | None]]) -> list[int]:
+        codes.clear()
+        threads = [threading.Thread(target=create, args=b) for b in bodies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sorted(codes)
+
+    same = {"order_id": "RACE-1", "status": "ready"}
+    assert race([(same, None)] * 12) == [201] + [409] * 11
+    keyed = [({"order_id": f"RACE-K{i}", "status": "ready"}, "one-key") for i in range(12)]
+    assert race(keyed) == [201] + [422] * 11
+    rows = client.get(url, headers=auth).json()["orders"]
+    assert sorted(o["order_id"] for o in rows if o["order_id"].startswith("RACE")) in (
+        ["RACE-1", f"RACE-K{i}"] for i in range(12)
+    )
+    assert len({o["pickup_no"] for o in rows}) == len(rows)

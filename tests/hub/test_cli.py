@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub import cli
+from protocol.canonical import dumps
 from tests.support.broker import Broker
 from tests.support.hub import T0, archive, chain, hub_cli, live, load, write_config
 
@@ -129,6 +130,12 @@ def test_errors_are_one_line(
     assert code == 1 and "password is 8 to 1024" in err  # no password on stdin: nothing made
     code, _, err = run(good, "sites", capsys=capsys)  # no archive yet
     assert code == 1 and "no archive here" in err
+    # an archive in a directory that does not exist (once: "cannot create the archive: None")
+    text = good.read_text().replace(str(tmp_path / "hub.db"), str(tmp_path / "no" / "hub.db"))
+    good.write_text(text)
+    code, _, err = run(good, "token", "add", "x", capsys=capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"directory {tmp_path / 'no'} does not exist" in err
     with pytest.raises(SystemExit) as exc:
         cli.main(["nosuch"])
     assert exc.value.code == 2
@@ -173,3 +180,24 @@ def test_doctor(tmp_path: Path, capsys: pytest.CaptureFixture[str], broker: Brok
     assert not checks["key file mode"]["ok"] and checks["key file mode"]["fix"].startswith(
         "chmod 600"
     )
+
+
+def test_kiosk_and_file_strings_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """An event type or order id with escape sequences (a hostile kiosk: the
+    chain only proves the bytes are the kiosk's), or a CSV header holding
+    them, once reached the owner's terminal as they were."""
+    cfg = write_config(tmp_path)
+    a = archive(tmp_path)
+    evil = "\x1b]0;owned\x07\x1b[2J\u202e"
+    ev = chain("shop-a", 1, type_=evil, order_id="\x1b[31mA-1")[0]
+    assert a.ingest(live("shop-a", [ev]), T0).verified
+    out = hub_cli("events", "shop-a", config=cfg)
+    assert out.returncode == 0
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\u202e" not in out.stdout
+    assert "\\u001b]0;owned\\u0007\\u001b[2J\\u202e" in out.stdout and "A-1" in out.stdout
+    raw = hub_cli("events", "shop-a", "--json", config=cfg)  # --json: the kiosk's bytes, as JSON
+    assert raw.stdout.encode() == dumps(ev) + b"\n"
+    bad = tmp_path / "orders.csv"
+    bad.write_text("order_id,status,\x1b[2Jevil\nA-2,ready,x\n", encoding="utf-8")
+    out = hub_cli("orders", "import", str(bad), config=cfg)
+    assert out.returncode == 1 and "\\u001b[2Jevil" in out.stderr and "\x1b" not in out.stderr

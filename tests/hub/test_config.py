@@ -59,6 +59,8 @@ def test_defaults_and_contract_keys(tmp_path: Path) -> None:
         ('[hub]\nlisten = "nowhere"', "hub.listen = 'nowhere' is not valid: expected HOST:PORT"),
         ('[hub]\npublic_url = "ftp://x"', "hub.public_url"),
         ('[mqtt]\nurl = "http://x"', "expected mqtt://host[:port]"),
+        ('[mqtt]\nurl = "mqtt://127.0.0.1:70000"', "the port from 1 to 65535"),
+        ("[limits]\nsite_bytes = 1" + "0" * 400, "limits.site_bytes = 1000"),
         ("[mqtt]\npassword = 5", "mqtt.password = (hidden) is not valid"),
         ("[[site]]\nname = 'x'", "site[0].id is missing"),
         ('[[site]]\nid = "Bad Site"', "site[0].id = 'Bad Site' is not valid"),

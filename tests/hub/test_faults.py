@@ -4,65 +4,30 @@ SIGKILL during a drain of 10,000 events, and a hostile or broken kiosk."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from protocol.canonical import dumps
 from tests.support.broker import Broker, free_port
-from tests.support.hub import archived, chain, hub_cli, popen_hub, write_config
+from tests.support.hub import (
+    archived,
+    archived_count,
+    chain,
+    connected,
+    hub_cli,
+    kill,
+    popen_hub,
+    publish_all,
+    publisher,
+    term,
+    write_config,
+)
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
-
-
-def publisher(broker: Broker) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(1000)
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    return c
-
-
-def publish_all(c: mqtt.Client, items: list[tuple[str, bytes]]) -> None:
-    infos = [c.publish(topic, payload, qos=1) for topic, payload in items]
-    for info in infos:
-        info.wait_for_publish(30)
-
-
-def archived_count(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        (n,) = con.execute("SELECT COUNT(*) FROM events").fetchone()
-        con.close()
-        return int(n)
-    except sqlite3.Error:
-        return 0
-
-
-def connected(log: Path, times: int = 1) -> bool:
-    return log.exists() and log.read_text().count("connected to the broker") >= times
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def term(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            kill(proc)
 
 
 def test_sigkill_during_a_drain_loses_nothing(tmp_path: Path) -> None:

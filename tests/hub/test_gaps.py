@@ -39,7 +39,7 @@ def test_fetch_after_grace_signed_by_the_auditor() -> None:
     topic, payload = g.due(chain, NOW + 5)  # type: ignore[misc]
     doc = json.loads(payload)
     assert topic == f"pickup/v1/shop-a/cmd/{doc['cmd_id']}"
-    assert doc["cmd"] == "logs" and doc["args"] == {"since_seq": 7}
+    assert doc["cmd"] == "logs" and doc["args"] == {"since_seq": 7, "since_log_seq": 0}
     cmd = check_command(payload, topic_cmd_id=doc["cmd_id"], site="shop-a", keyring=ring)
     assert cmd.signer.role is Role.AUDITOR
     assert g.due(chain, NOW + 6) is None  # pages may still come

@@ -47,12 +47,28 @@ ODD = st.one_of(
 
 @st.composite
 def mutated(draw: st.DrawFn, valid: list[dict[str, Any]]) -> bytes:
-    kind = draw(st.sampled_from(["bytes", "json", "mutate", "drop", "other_site"]))
+    kind = draw(
+        st.sampled_from(
+            ["bytes", "json", "mutate", "drop", "other_site", "dup_key", "respaced", "escaped"]
+        )
+    )
     if kind == "bytes":
         return draw(st.binary(max_size=200))
     if kind == "json":
         return json.dumps(draw(st.dictionaries(st.text(max_size=8), ODD, max_size=6))).encode()
     ev = dict(draw(st.sampled_from(valid)))
+    if kind == "dup_key":  # the same event, a key named twice: read two ways by two parsers
+        key = draw(st.sampled_from(KEYS))
+        extra = dumps({key: draw(st.one_of(ODD, st.just(ev[key])))})
+        return extra[:-1] + b"," + dumps(ev)[1:]
+    if kind == "respaced":  # the same event (the same hash), other bytes
+        return json.dumps(ev, separators=(", ", ": "), ensure_ascii=False).encode()
+    if kind == "escaped":
+        return (
+            json.dumps(ev, separators=(",", ":"), ensure_ascii=True)
+            .replace("t", "\\u0074", 1)
+            .encode()
+        )
     if kind == "other_site":
         return dumps({**chain("shop-b", 1)[0], "seq": ev["seq"]})
     key = draw(st.sampled_from(KEYS))

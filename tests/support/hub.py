@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub import config as hub_config
 from hub.archive import Incoming, SqliteArchive
@@ -12,6 +16,11 @@ from hub.db import Database
 from protocol.canonical import dumps
 from protocol.events import ZERO_HASH, build_event
 from protocol.keys import generate_private_key, private_key_pem
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from tests.support.broker import Broker
 
 T0 = 1_780_000_000.0  # 2026-05-28
 
@@ -150,7 +159,9 @@ def hub_cli(*args: str, config: Path, stdin: str | None = None, timeout: float =
     )
 
 
-def popen_hub(config: Path, log: Path) -> Any:
+def popen_hub(config: Path, log: Path, *, open_files: str | None = None) -> Any:
+    """``pickup-hub serve`` as a process; ``open_files`` ("SOFT:HARD") runs it
+    under ``prlimit --nofile`` (systemd's default is 1024:524288)."""
     import subprocess
     import sys
 
@@ -158,8 +169,9 @@ def popen_hub(config: Path, log: Path) -> Any:
 
     e = env()
     e.pop("PICKUP_HUB_CONFIG", None)
+    limit = ["prlimit", f"--nofile={open_files}"] if open_files else []
     return subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+        [*limit, sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),
         env=e,
@@ -207,3 +219,51 @@ def kiosk_events_raw(config: Path) -> list[bytes]:
     out = kiosk("events", "--json", config=config)
     assert out.returncode == 0, out.stderr
     return [line.encode("utf-8") for line in out.stdout.splitlines() if line]
+
+
+# ----- a real hub process against a real broker (tests/hub/test_faults.py, test_attacks.py)
+
+
+def publisher(broker: Broker) -> mqtt.Client:
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    return c
+
+
+def publish_all(c: mqtt.Client, items: list[tuple[str, bytes]]) -> None:
+    infos = [c.publish(topic, payload, qos=1) for topic, payload in items]
+    for info in infos:
+        info.wait_for_publish(30)
+
+
+def archived_count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        (n,) = con.execute("SELECT COUNT(*) FROM events").fetchone()
+        con.close()
+        return int(n)
+    except sqlite3.Error:
+        return 0
+
+
+def connected(log: Path, times: int = 1) -> bool:
+    return log.exists() and log.read_text().count("connected to the broker") >= times
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def term(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            kill(proc)

@@ -28,6 +28,8 @@ KEYRING = Keyring([pub(HUB)], [pub(OWNER)])
         (b'{"a": 1e999}', "bad_number"),
         (b'{"a": ' + b"9" * 400 + b"}", "bad_number"),
         (b'{"a": "\\ud800"}', "bad_text"),
+        (b'{"a": 1, "a": 2}', "duplicate_key"),
+        (b'{"a": [{"b": 1, "c": {"d": 1, "d": 1}}]}', "duplicate_key"),
         (b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}", "too_deep"),
         (b"[]", "not_object"),
         (b'"text"', "not_object"),
