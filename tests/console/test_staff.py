@@ -136,6 +136,15 @@ def test_published_like_orders_then_revoked_and_the_secret_forgotten(env: Env) -
     assert env.post(f"{PAGE}/S-9999-none/revoke").status_code == 404
     assert env.post("/console/sites/nowhere/staff", GOOD).status_code == 404
 
+    # a broker that lost the hub's session gets the live codes again, never an
+    # unsigned copy of a revoked one whose secret the hub already dropped
+    add(env, name="Wang")
+    ((_, live, _, _, _),) = book.unpublished()
+    book.published("shop-a", live, 1)
+    assert book.republish_all() == 1
+    ((_, again, _, _, payload),) = book.unpublished()
+    assert again == live and "sig" in decode_json_object(payload)
+
 
 def test_numbers_are_unique_among_live_codes_and_come_back_late(tmp_path: Path) -> None:
     env = make_env(tmp_path, sites=("shop-a",), site_extra="pickup_no_width = 1")
