@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, RequestError
 from protocol.settings import (
     SettingsProblem,
     build_section,
@@ -312,6 +312,13 @@ class Config:
             if s.id == site_id:
                 return s
         return None
+
+    def require_site(self, site_id: str) -> SiteSection:
+        """The site, or a RequestError (404) naming it: for the API and the console."""
+        section = self.site(site_id)
+        if section is None:
+            raise RequestError(f"no site {site_id!r} in hub.toml", "site", 404)
+        return section
 
     @property
     def site_ids(self) -> tuple[str, ...]:

@@ -107,10 +107,7 @@ class OrderBook:
     # ----- reading -------------------------------------------------------------
 
     def _site(self, site: str) -> SiteSection:
-        section = self.cfg.site(site)
-        if section is None:
-            raise RequestError(f"no site {site!r} in hub.toml", "site", 404)
-        return section
+        return self.cfg.require_site(site)
 
     def customer_url(self, token: str) -> str:
         return f"{self.cfg.hub.base_url}/c/{token}"

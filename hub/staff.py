@@ -84,10 +84,7 @@ class StaffBook:
         self.key = hub_key
 
     def _site(self, site: str) -> SiteSection:
-        section = self.cfg.site(site)
-        if section is None:
-            raise RequestError(f"no site {site!r} in hub.toml", "site", 404)
-        return section
+        return self.cfg.require_site(site)
 
     # ----- reading -------------------------------------------------------------
 
