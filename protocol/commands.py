@@ -212,7 +212,31 @@ def check_args(command: Command) -> dict[str, Any]:
                 signer=signer,
             )
         return {"order_ids": list(dict.fromkeys(ids))}
+    if command.cmd == "time" and "lower_from" in args:
+        floor = lower_from(command)
+        if floor is None:
+            raise CommandRefused(
+                "bad_args", "args.lower_from must be an RFC 3339 time", signer=signer
+            )
+        return {"lower_from": floor}
     return {}  # sync, time
+
+
+def lower_from(command: Command) -> float | None:
+    """A ``time`` command's ``args.lower_from`` (the clock floor it repairs, as
+    the kiosk reported it when it refused a ``time`` as expired), or None.
+
+    Binding a lowering to the kiosk's current floor is what stops a captured
+    old ``time`` replayed under a spoofed wall clock from lowering it
+    (docs/protocol.md, "Commands").
+    """
+    value = command.args.get("lower_from")
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_time(value)
+    except (ValueError, ValidationError):  # garbage, or outside 2020..2100
+        return None
 
 
 def refusal(cmd_id: str, err: ValidationError) -> dict[str, Any]:

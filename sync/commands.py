@@ -46,6 +46,7 @@ from protocol.commands import (
     check_args,
     check_command,
     check_times,
+    lower_from,
     refusal,
     success,
 )
@@ -59,6 +60,9 @@ RUNNING_GRACE_S = 30.0  # ... and report what it did within this much more
 RESULT_WINDOW = 20  # cmd_result pages in flight at once
 MAX_RESULTS = 1000  # answers waiting for a connection; the oldest go first
 MAX_RETAINED_IDS = 10_000  # retained command ids refused once per run, remembered
+#: how far the floor a lowering ``time`` names may be from the kiosk's floor (it
+#: moves on while the owner reads it and sends the repair)
+LOWER_MATCH_S = 86400.0
 KEYLESS = frozenset({"retained", "replayed"})  # refusals anyone can produce by replaying
 
 
@@ -202,10 +206,20 @@ class Commands:
 
     def _lowers(self, command: Command, snap: ClockSnapshot) -> bool:
         """A ``time`` command behind the evidence floor that the wall clock agrees
-        with (two sources against one): the floor is too far ahead (an owner's
-        earlier `time` from a laptop whose clock was wrong) and this repairs it."""
+        with (two sources against one) and that names the floor it repairs
+        (``args.lower_from``, within LOWER_MATCH_S of it): the floor is too far
+        ahead (an owner's earlier `time` from a laptop whose clock was wrong).
+
+        Naming the floor is what a captured old ``time`` replayed under a
+        spoofed wall clock (a fake NTP server) cannot do: it was signed before
+        the floor it would have to name existed.
+        """
+        evidence = self.tclock.evidence()
+        named = lower_from(command)
         return (
-            command.issued_at < self.tclock.evidence() - SIGNED_SKEW_S
+            named is not None
+            and abs(evidence - named) <= LOWER_MATCH_S
+            and command.issued_at < evidence - SIGNED_SKEW_S
             and abs(command.issued_at - snap.wall) <= SIGNED_SKEW_S
             and command.expires_at > snap.wall
         )
@@ -218,7 +232,13 @@ class Commands:
             return
         evidence = self.tclock.evidence()
         if command.expires_at <= evidence:
-            raise CommandRefused("expired", signer=command.signer)
+            raise CommandRefused(
+                "expired",
+                f"expires_at is not after this kiosk's clock floor {format_time(evidence)}; "
+                "if that floor is wrong, send a time command naming it as args.lower_from "
+                "(kioskctl time --lower-from)",
+                signer=command.signer,
+            )
         if command.issued_at < evidence - MAX_AGE_S:
             raise CommandRefused("too_old", signer=command.signer)
         if snap.trusted and command.issued_at > snap.wall + SIGNED_SKEW_S:

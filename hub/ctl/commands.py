@@ -34,6 +34,7 @@ from protocol import topics
 from protocol.canonical import decode_json_object
 from protocol.commands import DEFAULT_TTL_S, MAX_LIFETIME_S, build_command
 from protocol.errors import ValidationError
+from protocol.times import parse_time
 
 EXIT_REFUSED = 1
 EXIT_NO_ANSWER = 2
@@ -200,14 +201,14 @@ def print_json(result: Mapping[str, Any]) -> None:
 
 
 def _simple(
-    args: argparse.Namespace, settings: Settings, cmd: str
+    args: argparse.Namespace, settings: Settings, cmd: str, body: dict[str, Any] | None = None
 ) -> tuple[Outgoing, dict[str, Any]]:
     site = settings.need_site()
     ttl, timeout = check_ttl(args.ttl), check_timeout(args.timeout)
     key = load_private_key(settings.need_key())
     times = Times(getattr(args, "utc", False))
     with Connection(settings.broker, timeout=settings.timeout) as conn:
-        sent = send_command(conn, site, cmd, {}, key, ttl=ttl)
+        sent = send_command(conn, site, cmd, body or {}, key, ttl=ttl)
         print(f"sent {cmd} {sent.cmd_id} to {site}; {validity(sent, times)}", file=sys.stderr)
         result = wait_result(conn, ResultReader(site, sent.cmd_id), time.monotonic() + timeout)
     if result is None:
@@ -230,7 +231,8 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_time(args: argparse.Namespace, settings: Settings) -> int:
-    sent, result = _simple(args, settings, "time")
+    body = {} if args.lower_from is None else {"lower_from": args.lower_from}
+    sent, result = _simple(args, settings, "time", body)
     if args.json:
         return 0
     body = result.get("result") or {}
@@ -243,6 +245,15 @@ def cmd_time(args: argparse.Namespace, settings: Settings) -> int:
     at = times.stamp(floor) if floor is not None else "a time it did not report"
     print(f"{sent.site}: the kiosk's clock floor is now {at}; its clock is {trust}")
     return 0
+
+
+def _rfc3339(text: str) -> str:
+    """An argparse type: the text if it is an RFC 3339 time the protocol takes."""
+    try:
+        parse_time(text)
+    except ValueError as err:  # ValidationError, or what fromisoformat raises
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time ({err})") from None
+    return text
 
 
 def add_ttl_flags(p: argparse.ArgumentParser, *, timeout: float = 20.0) -> None:
@@ -286,5 +297,13 @@ def add_parsers(sub: SubParsers, common: argparse.ArgumentParser) -> None:
         "answer in time.",
     )
     p.add_argument("--site")
+    p.add_argument(
+        "--lower-from",
+        metavar="TIME",
+        type=_rfc3339,
+        help="the kiosk's clock floor to repair, as its refusal named it (RFC 3339): "
+        "only for a floor that a wrong clock set too far ahead; the kiosk's own clock "
+        "must agree with this computer's",
+    )
     add_ttl_flags(p)
     p.set_defaults(func="time")

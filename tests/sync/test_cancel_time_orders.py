@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from kiosk.clock import FakeClock
 from kiosk.config import from_mapping
 from kiosk.store import Store
 from protocol.times import format_time as rfc3339
+from protocol.times import parse_time
 from tests.support.broker import Broker
 from tests.support.polling import wait_for
 from tests.support.sync import (
@@ -154,8 +156,9 @@ def test_a_time_years_ahead_is_repaired_by_a_time_the_wall_clock_agrees_with(
     kiosk has no NTP: the floor goes to 2031 and every code would be judged
     then, with no way back (NTP cannot lower an evidence floor, and the next
     `time` was refused as expired). A `time` that the kiosk's wall clock agrees
-    with now lowers it (a new clock epoch the door adopts); one that nothing
-    agrees with is still refused."""
+    with now and that names the floor it repairs (``lower_from``, as the
+    refusal reported it) lowers it (a new clock epoch the door adopts); one
+    that nothing agrees with, or that names no floor or another, is refused."""
     data = config_dict(tmp_path, broker.url)
     data["clock"] = {"trust_system_clock": "never"}
     cfg = from_mapping(data, "test.toml")
@@ -170,8 +173,20 @@ def test_a_time_years_ahead_is_repaired_by_a_time_the_wall_clock_agrees_with(
         assert store.clock_floor() >= later
         # behind the floor, and the wall clock (T0) does not agree either: refused
         send(owner, "T-old", "time", args={}, issued_at=T0 - 3600, expires_at=T0 - 3540)
-        assert result(owner, "T-old")["reason"] == "expired"
-        send(owner, "T-fix", "time", args={}, issued_at=T0 + 5, expires_at=T0 + 65)
+        refused = result(owner, "T-old")
+        assert refused["reason"] == "expired"
+        named = re.search(r"clock floor (\S+);", refused["error"])
+        assert named is not None and parse_time(named[1]) >= later
+        # the wall clock agrees, but the command does not name the floor it repairs:
+        # a captured old `time` replayed under a spoofed wall clock looks just so
+        send(owner, "T-bare", "time", args={}, issued_at=T0 + 1, expires_at=T0 + 61)
+        assert result(owner, "T-bare")["reason"] == "expired"
+        wrong = {"lower_from": rfc3339(later - 2 * 86400)}
+        send(owner, "T-wrong", "time", args=wrong, issued_at=T0 + 2, expires_at=T0 + 62)
+        assert result(owner, "T-wrong")["reason"] == "expired"
+        assert store.clock_floor() >= later
+        fix = {"lower_from": named[1]}
+        send(owner, "T-fix", "time", args=fix, issued_at=T0 + 5, expires_at=T0 + 65)
         res = result(owner, "T-fix")
         assert res["ok"] is True and res["result"]["floor"] < rfc3339(T0 + 3600), res
         assert T0 <= store.clock_floor() < T0 + 60 and store.clock_epoch() == 1

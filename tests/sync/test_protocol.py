@@ -118,3 +118,24 @@ def test_settings_from_url_and_repr_hides_the_password() -> None:
     assert "s3cret" not in repr(s)
     with pytest.raises(ValueError):
         Settings.from_url("http://h", client_id="k")
+
+
+@pytest.mark.parametrize(
+    "value", ["garbage", "9999-12-31T23:59:59Z", "2019-01-01T00:00:00Z", 1778642612, None, [], ""]
+)
+def test_a_time_commands_lower_from_must_be_a_plausible_time(value: object) -> None:
+    """``args.lower_from`` names the floor a ``time`` repairs; anything but an
+    RFC 3339 time in 2020..2100 is ``bad_args`` (never an exception), and
+    lower_from() reads it as no floor at all."""
+    from protocol.commands import Command, lower_from
+    from protocol.keys import Role, Signer
+
+    signer = Signer(Role.OWNER, "k")
+    bad = Command("T-1", "time", T0, T0 + 60, signer, {"lower_from": value})
+    assert lower_from(bad) is None
+    with pytest.raises(CommandRefused) as err:
+        check_args(bad)
+    assert err.value.reason == "bad_args"
+    good = Command("T-2", "time", T0, T0 + 60, signer, {"lower_from": "2031-05-12T01:12:09Z"})
+    assert check_args(good) == {"lower_from": lower_from(good)} and lower_from(good) > T0
+    assert check_args(Command("T-3", "time", T0, T0 + 60, signer, {})) == {}
