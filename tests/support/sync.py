@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.clock import FakeClock
 from kiosk.config import Config, from_mapping
+from kiosk.store import Store
 from protocol.keys import public_key_text, sign_document
 from protocol.times import format_time as rfc3339
+from tests.support.broker import Broker
 from tests.support.polling import wait_for
 
 SITE = "test-site-01"
@@ -212,6 +216,26 @@ class AgentThread:
         self.stop.set()
         self.thread.join(20)
         assert not self.thread.is_alive(), "the agent did not stop"
+
+
+@contextmanager
+def online_agent(
+    tmp: Path, hub_topics: Sequence[str] = ()
+) -> Iterator[tuple[Store, Watcher, FakeClock]]:
+    """A real broker, the agent in a thread on a FakeClock at T0 and online, and a
+    Watcher (the hub's side) on ``hub_topics``: (store, watcher, clock)."""
+    broker = Broker(tmp / "broker").start()
+    cfg = make_config(tmp, broker.url)
+    store = Store(cfg.store.path)
+    clock = FakeClock(wall=T0)
+    hub = Watcher(broker.port, list(hub_topics)).start()
+    try:
+        with AgentThread(cfg, clock):
+            wait_for(store.mqtt_online, what="online")
+            yield store, hub, clock
+    finally:
+        hub.stop()
+        broker.stop()
 
 
 def agent_process(config_file: Path) -> subprocess.Popen[bytes]:

@@ -29,6 +29,7 @@ from tests.support.sync import (
     as_bytes,
     command,
     make_config,
+    online_agent,
     order,
     topic,
 )
@@ -292,16 +293,7 @@ def test_poison_mixed_into_batches(
 
 @pytest.fixture(scope="module")
 def running_agent(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    tmp = tmp_path_factory.mktemp("poison")
-    broker = Broker(tmp / "broker").start()
-    cfg = make_config(tmp, broker.url)
-    store = Store(cfg.store.path)
-    clock = FakeClock(wall=T0)
-    hub = Watcher(broker.port, [topic("events"), topic("cmd_result/+")]).start()
-    try:
-        with AgentThread(cfg, clock):
-            wait_for(store.mqtt_online, what="online")
-            yield store, hub, clock
-    finally:
-        hub.stop()
-        broker.stop()
+    with online_agent(
+        tmp_path_factory.mktemp("poison"), [topic("events"), topic("cmd_result/+")]
+    ) as running:
+        yield running

@@ -25,7 +25,17 @@ from protocol.otp import new_secret
 from protocol.times import format_time
 from tests.support.broker import Broker
 from tests.support.polling import wait_for
-from tests.support.sync import HUB, OWNER, SITE, STRANGER, T0, AgentThread, Watcher, make_config
+from tests.support.sync import (
+    HUB,
+    OWNER,
+    SITE,
+    STRANGER,
+    T0,
+    AgentThread,
+    Watcher,
+    make_config,
+    online_agent,
+)
 from tests.support.sync import topic as site_topic
 
 pytestmark = pytest.mark.broker
@@ -95,19 +105,8 @@ KINDS = ["valid", "hub", "mutated", "unsigned", "stranger", "tampered", "random"
 
 @pytest.fixture(scope="module")
 def running_agent(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    tmp = tmp_path_factory.mktemp("staff")
-    broker = Broker(tmp / "broker").start()
-    cfg = make_config(tmp, broker.url)
-    store = Store(cfg.store.path)
-    clock = FakeClock(wall=T0)
-    hub = Watcher(broker.port).start()
-    try:
-        with AgentThread(cfg, clock):
-            wait_for(store.mqtt_online, what="online")
-            yield store, hub, clock
-    finally:
-        hub.stop()
-        broker.stop()
+    with online_agent(tmp_path_factory.mktemp("staff")) as running:
+        yield running
 
 
 @settings(
