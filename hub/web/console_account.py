@@ -18,6 +18,7 @@ from hub.web.session import (
     clear_session_cookie,
     console,
     current,
+    log_action,
     post,
     pre_token,
     read_form,
@@ -122,13 +123,11 @@ async def logout_everywhere(request: Request) -> Response:
     con = console(request)
     n = await c.runner.call(con.accounts.end_everywhere, session.account.name, c.clock())
     con.live.sessions_ended(session.account.name)
-    await c.runner.call(
-        con.accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "logout_everywhere",
-        c.clock(),
         detail={"sessions": n},
-        address=address(request),
     )
     response = RedirectResponse("/console/login", status_code=303)
     clear_session_cookie(request, response)
@@ -174,13 +173,11 @@ async def add_key(request: Request) -> Response:
     except RequestError as err:
         # the label is a hidden field the page fills in: its message goes by the key box
         return await account(request, errors={"public_key": err.error})
-    await c.runner.call(
-        con.accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "browser_key_added",
-        c.clock(),
         target=kid,
-        address=address(request),
     )
     return RedirectResponse(f"/console/account?added={kid}", status_code=303)
 
@@ -192,13 +189,11 @@ async def revoke_key(request: Request) -> Response:
     kid = str(request.path_params["key_id"])[:32]
     if not await c.runner.call(con.keys.revoke, session.account.name, kid, c.clock()):
         raise RequestError(words(request)("account.no_key"), "key_id", 404)
-    await c.runner.call(
-        con.accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "browser_key_revoked",
-        c.clock(),
         target=kid,
-        address=address(request),
     )
     return RedirectResponse("/console/account", status_code=303)
 

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 from hub.alerts import KINDS, MAX_MUTE_S
 from hub.errors import RequestError
 from hub.web.common import ctx
-from hub.web.session import address, console, post, require
+from hub.web.session import console, log_action, post, require
 from hub.web.views import page, words
 
 MUTE_CHOICES = (60, 240, 720, 1440, 10080)  # minutes offered on the page
@@ -74,15 +74,13 @@ async def ack(request: Request) -> Response:
     alert = await c.runner.call(
         c.alerts.ack, int(raw), f"console:{session.account.name}", c.clock()
     )
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "alert_acked",
-        c.clock(),
         site=alert.site,
         target=str(alert.id),
         detail={"kind": alert.kind},
-        address=address(request),
     )
     c.alerts_changed()
     console(request).live.changed({"alerts", f"site:{alert.site}"})
@@ -106,15 +104,13 @@ async def mute(request: Request) -> Response:
     if errors:
         return await alerts(request, errors=errors, values=values)
     await c.runner.call(c.alerts.mute, values["site"], values["kind"], minutes * 60.0, c.clock())
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "alert_muted",
-        c.clock(),
         site=values["site"],
         target=values["kind"],
         detail={"minutes": minutes},
-        address=address(request),
     )
     c.alerts_changed()
     return RedirectResponse("/console/alerts", status_code=303)
@@ -126,14 +122,12 @@ async def unmute(request: Request) -> Response:
     site, kind = str(form.get("site") or "")[:64], str(form.get("kind") or "")[:64]
     if not await c.runner.call(c.alerts.unmute, site, kind):
         raise RequestError(words(request)("alerts.no_mute"), "kind", 404)
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "alert_unmuted",
-        c.clock(),
         site=site,
         target=kind,
-        address=address(request),
     )
     c.alerts_changed()
     return RedirectResponse("/console/alerts", status_code=303)

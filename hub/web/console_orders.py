@@ -23,7 +23,7 @@ from hub.errors import RequestError
 from hub.imports import RowError, preview_rows, rows_from_bytes, store_rows
 from hub.orders import CREATE_STATUSES
 from hub.web.common import ctx
-from hub.web.session import MAX_UPLOAD_BYTES, address, console, post, require
+from hub.web.session import MAX_UPLOAD_BYTES, console, log_action, post, require
 from hub.web.views import page, words
 from kiosk.screens import mask_name
 from protocol.orders import STATUSES, printable
@@ -212,15 +212,13 @@ async def create(request: Request) -> Response:
     except RequestError as err:
         field = _API_FIELD.get(err.field, err.field or "order_id")
         return _form_page(request, values, {field if field in FIELDS else "order_id": err.error})
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "order_created",
-        c.clock(),
         site=values["site"],
         target=values["order_id"],
         detail={"pickup_no": result.body["pickup_no"], "status": values["status"]},
-        address=address(request),
     )
     c.orders_changed()
     console(request).live.changed({"orders"})
@@ -265,15 +263,13 @@ async def change(request: Request) -> Response:
         return await detail(
             request, errors={err.field if err.field in ("status", "slot") else "status": err.error}
         )
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "order_changed",
-        c.clock(),
         site=site,
         target=oid,
         detail={"status": status, "slot": slot or None},
-        address=address(request),
     )
     c.orders_changed()
     console(request).live.changed({"orders"})
@@ -288,14 +284,12 @@ async def cancel(request: Request) -> Response:
         await c.runner.call(c.orders.cancel, site, oid, c.clock())
     except RequestError as err:
         return await detail(request, errors={"status": err.error})
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "order_cancelled",
-        c.clock(),
         site=site,
         target=oid,
-        address=address(request),
     )
     c.orders_changed()
     console(request).live.changed({"orders"})
@@ -307,14 +301,12 @@ async def new_link(request: Request) -> Response:
     site, oid = _order_param(request)
     c = ctx(request)
     await c.runner.call(c.orders.new_link, site, oid, c.clock())
-    await c.runner.call(
-        console(request).accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "order_new_link",
-        c.clock(),
         site=site,
         target=oid,
-        address=address(request),
     )
     return RedirectResponse(f"/console/orders/{site}/{oid}", status_code=303)
 
@@ -426,15 +418,13 @@ async def import_store(request: Request) -> Response:
             request, site=held["site"], errors={"file": f"{t('import.changed')} {err.error}"}
         )
     con.previews.pop(pid, None)
-    await c.runner.call(
-        con.accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "orders_imported",
-        c.clock(),
         site=held["site"],
         target=held["filename"][:100],
         detail={"orders": len(created)},
-        address=address(request),
     )
     c.orders_changed()
     con.live.changed({"orders"})

@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from hub.errors import RequestError
 from hub.web.common import ctx, site_param
-from hub.web.session import address, console, post, require
+from hub.web.session import console, log_action, post, require
 from hub.web.views import page, words
 from protocol.topics import valid_id
 
@@ -121,15 +121,13 @@ async def prepare(request: Request) -> Response:
         )
     except RequestError as err:  # the message goes next to the reason, pending or not
         return await unlock_page(request, errors={"reason": err.error}, reason=reason)
-    await c.runner.call(
-        con.accounts.audit,
+    await log_action(
+        request,
         session.account.name,
         "unlock_prepared",
-        c.clock(),
         site=site,
         target=doc["cmd_id"],
         detail={"reason": doc["args"]["reason"]},
-        address=address(request),
     )
     return _confirm(request, doc)
 
@@ -142,15 +140,13 @@ async def _publish(request: Request, cmd_id: str, payload: bytes, account: str) 
         await c.runner.call(con.commands.unsent, cmd_id)
         raise RequestError(words(request)("cmd.not_sent"), None, 503)
     view = await c.runner.call(con.commands.view, cmd_id, c.clock())
-    await c.runner.call(
-        con.accounts.audit,
+    await log_action(
+        request,
         account,
         "unlock_cancel_sent" if view["cmd"] == "cancel" else "unlock_sent",
-        c.clock(),
         site=view["site"],
         target=view["target"] or cmd_id,
         detail={"cmd_id": cmd_id, "reason": view["reason"], "signer": view["signer"]},
-        address=address(request),
     )
     con.live.changed(
         {f"cmd:{cmd_id}", f"cmd:{view['target']}"} if view["target"] else {f"cmd:{cmd_id}"}

@@ -211,3 +211,26 @@ def check_pre(request: Request, form: FormData) -> bool:
         and _same_site(request)
         and hmac.compare_digest(sent.encode("utf-8", "replace"), str(cookie).encode())
     )
+
+
+async def log_action(
+    request: Request,
+    account: str,
+    action: str,
+    *,
+    site: str | None = None,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One console-log line for this request: the account, the hub's time, the address."""
+    c = ctx(request)
+    await c.runner.call(
+        console(request).accounts.audit,
+        account,
+        action,
+        c.clock(),
+        site=site,
+        target=target,
+        detail=detail,
+        address=address(request),
+    )
